@@ -1,0 +1,31 @@
+"""The Typer application objects shared by the command modules."""
+import typer
+
+HELP = """Restore hyperspectral images with learned models.
+
+\b
+Examples:
+  hsirestore demo out/                                   # synthetic scene, no data needed
+  hsirestore info scene.hdr
+  hsirestore denoise noisy.hdr -o clean.hdr --degradation noise:sigma=30
+  hsirestore rgb2hsi photo.png -o cube.tif --tta
+  hsirestore cassi meas.mat --mask mask.mat -o cube.mat --preview
+  hsirestore evaluate pred.h5 ref.h5 -o report
+"""
+
+app = typer.Typer(
+    name="hsirestore",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+train_app = typer.Typer(
+    help="Train the models (resumable; see each subcommand).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(train_app, name="train")

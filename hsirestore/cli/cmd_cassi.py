@@ -1,0 +1,1 @@
+"""hsirestore cassi command (to be written)."""

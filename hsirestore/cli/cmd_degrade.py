@@ -1,0 +1,1 @@
+"""hsirestore degrade command (to be written)."""

@@ -1,0 +1,1 @@
+"""hsirestore demo command (to be written)."""

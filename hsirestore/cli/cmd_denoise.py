@@ -1,0 +1,1 @@
+"""hsirestore denoise command (to be written)."""

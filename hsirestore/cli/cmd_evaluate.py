@@ -1,0 +1,1 @@
+"""hsirestore evaluate command (to be written)."""

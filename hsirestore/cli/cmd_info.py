@@ -1,0 +1,1 @@
+"""hsirestore info command (to be written)."""

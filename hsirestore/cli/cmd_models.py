@@ -1,0 +1,1 @@
+"""hsirestore models command (to be written)."""

@@ -1,0 +1,1 @@
+"""hsirestore render command (to be written)."""

@@ -1,0 +1,1 @@
+"""hsirestore rgb2hsi command (to be written)."""

@@ -1,0 +1,1 @@
+"""hsirestore simulate command (to be written)."""

@@ -1,0 +1,1 @@
+"""hsirestore train command (to be written)."""

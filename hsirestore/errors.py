@@ -1,0 +1,40 @@
+"""Typed exceptions. The CLI turns every :class:`HsiRestoreError` into a one-line message
+and a non-zero exit; anything else is a bug."""
+
+
+class HsiRestoreError(Exception):
+    """Base class of every error the tool reports to users."""
+
+    exit_code = 1
+
+
+class FormatError(HsiRestoreError):
+    """The file is missing, malformed, truncated, or of an unknown format/data type."""
+
+
+class AmbiguousInputError(HsiRestoreError):
+    """The input could be read more than one way (e.g. several 3-D .mat variables, layout)."""
+
+
+class InvalidValueError(HsiRestoreError):
+    """Data values the operation cannot use (NaN/Inf where not allowed, wrong ranges)."""
+
+
+class ShapeError(HsiRestoreError):
+    """Shapes that do not fit (band count a model cannot take, mask/measurement mismatch)."""
+
+
+class OutputExistsError(HsiRestoreError):
+    """The output exists and --force was not given."""
+
+
+class OutputError(HsiRestoreError):
+    """The output cannot be written (unwritable folder, disk full, ...)."""
+
+
+class ModelError(HsiRestoreError):
+    """Unknown model name, bad checkpoint, checksum mismatch, missing weights."""
+
+
+class OptionError(HsiRestoreError):
+    """An option value that cannot be parsed (degradation spec, device, tile size...)."""

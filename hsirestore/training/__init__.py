@@ -1,0 +1,1 @@
+"""Training: datasets over ../shared/data, losses and loops per model stage."""

@@ -1,0 +1,158 @@
+"""Shipped weights: manifest, checksums and safe loading.
+
+Weights are safetensors files in the ``weights/`` folder, listed in ``weights/manifest.json``:
+
+    {"files": {"<file>": {"model": "<registry name>", "sha256": "...", "config": {...},
+                "training_data": "...", "steps": N, "val_metrics": {...}, "dtype": "float16"}}}
+
+Lookup order for the folder: ``$HSIRESTORE_WEIGHTS``, the ``weights/`` folder beside the
+package (source checkout / editable install), then ``hsirestore_weights`` installed as data.
+Loading always verifies the sha256 recorded in the manifest before reading a tensor.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hsirestore.errors import ModelError
+
+MANIFEST = "manifest.json"
+
+
+def weights_dir() -> Path:
+    env = os.environ.get("HSIRESTORE_WEIGHTS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent.parent / "weights"
+    if here.is_dir():
+        return here
+    try:  # non-editable install: weights shipped as package data
+        import hsirestore_weights  # type: ignore
+
+        return Path(hsirestore_weights.__file__).parent
+    except ImportError:
+        return here
+
+
+def sha256_file(path: os.PathLike | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(folder: Path | None = None) -> dict[str, Any]:
+    folder = folder or weights_dir()
+    path = folder / MANIFEST
+    if not path.exists():
+        return {"files": {}}
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_manifest(manifest: dict[str, Any], folder: Path | None = None) -> None:
+    folder = folder or weights_dir()
+    tmp = folder / (MANIFEST + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, folder / MANIFEST)
+
+
+def shipped_weights_path(file_name: str) -> Path:
+    """Path of a shipped weights file, checked against the manifest's sha256."""
+    folder = weights_dir()
+    entry = read_manifest(folder).get("files", {}).get(file_name)
+    path = folder / file_name
+    if entry is None or not path.exists():
+        raise ModelError(
+            f"no shipped weights {file_name!r} in {folder}; train them with 'hsirestore train' "
+            "or pass --weights FILE"
+        )
+    digest = sha256_file(path)
+    if digest != entry["sha256"]:
+        raise ModelError(f"checksum mismatch for {path}: expected {entry['sha256']}, got {digest}")
+    return path
+
+
+def save_state_dict(state: dict, path: os.PathLike | str, metadata: dict[str, Any] | None = None,
+                    half: bool = False) -> str:
+    """Save a state dict as safetensors (optionally fp16) atomically; returns its sha256.
+
+    ``metadata`` values are JSON-encoded (safetensors metadata is str -> str).
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for k, v in state.items():
+        v = v.detach().cpu().contiguous()
+        if half and v.is_floating_point():
+            v = v.half()
+        tensors[k] = v
+    meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    del torch
+    return sha256_file(path)
+
+
+def load_state_dict(path: os.PathLike | str, expected_sha256: str | None = None) -> tuple[dict, dict]:
+    """Load (state_dict as float32 tensors, metadata) from safetensors or a torch checkpoint.
+
+    Torch checkpoints are read with ``weights_only=True`` (no code execution).
+    """
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"weights file {path} not found")
+    if expected_sha256 is not None:
+        digest = sha256_file(path)
+        if digest != expected_sha256:
+            raise ModelError(f"checksum mismatch for {path}: expected {expected_sha256}, got {digest}")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta_raw = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:  # safetensors raises its own error types
+            raise ModelError(f"cannot read weights {path}: {e}") from e
+        meta = {}
+        for k, v in meta_raw.items():
+            try:
+                meta[k] = json.loads(v)
+            except json.JSONDecodeError:
+                meta[k] = v
+    else:
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ModelError(f"cannot read weights {path}: {e}") from e
+        meta = {}
+        state = obj
+        if isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
+            meta = {k: v for k, v in obj.items() if not isinstance(v, (dict, torch.Tensor))}
+            for key in ("model_weights", "state_dict", "model", "params"):
+                if key in obj and isinstance(obj[key], dict):
+                    state = obj[key]
+                    break
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    return state, meta
+
+
+def load_into(model, state: dict, strict: bool = True) -> None:
+    """load_state_dict with a readable ModelError on mismatch."""
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0:3]
+        raise ModelError("checkpoint does not fit the model: " + " ".join(first)) from e
