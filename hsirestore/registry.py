@@ -54,7 +54,8 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 def _load_all() -> None:
     # Model families register their variants on import; the import is cheap (no torch at
     # module level in the spec modules).
-    for mod in ("hsirestore.models.specs",):
+    for mod in ("hsirestore.models.s2former_specs", "hsirestore.models.hsivar_specs",
+                "hsirestore.models.mcga_specs"):
         importlib.import_module(mod)
 
 

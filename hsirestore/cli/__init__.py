@@ -13,7 +13,6 @@ from hsirestore.cli import (  # noqa: F401,E402
     cmd_render,
     cmd_rgb2hsi,
     cmd_simulate,
-    cmd_train,
 )
 
 

@@ -1,1 +1,0 @@
-"""hsirestore train command (to be written)."""

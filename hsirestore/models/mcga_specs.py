@@ -1,0 +1,2 @@
+"""Registered mcga variants (spec only: no torch import here)."""
+from hsirestore.registry import ModelSpec, register_model  # noqa: F401
