@@ -13,6 +13,9 @@ from hsirestore.cli import (  # noqa: F401,E402
     cmd_render,
     cmd_rgb2hsi,
     cmd_simulate,
+    cmd_train_cassi,
+    cmd_train_hsivar,
+    cmd_train_mcga,
 )
 
 

@@ -1,0 +1,1 @@
+"""hsirestore train cassi command (to be written)."""

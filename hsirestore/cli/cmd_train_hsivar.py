@@ -1,0 +1,1 @@
+"""hsirestore train hsivar command (to be written)."""

@@ -1,0 +1,1 @@
+"""hsirestore train mcga command (to be written)."""
