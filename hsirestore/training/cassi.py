@@ -1,0 +1,261 @@
+"""Training S2-Transformer for CASSI on CAVE scenes (simulated measurements).
+
+Data: the CAVE train scenes interpolated onto the 28 CASSI wavelengths, random P x P crops
+with flips / 90-degree rotations and a random gain, coded by random crops of the simulation
+mask (mask_256.mat) or the real-system mask (mask_real_660.mat), optional shot noise.
+
+Loss (mask-aware learning, after the paper): for the first ``aux_steps`` steps the
+auxiliary head learns to predict the coded signal mask * x from the model input; after
+that the reconstruction loss is weighted per pixel by
+
+    w = 1 + beta * eps / (a + eps),     a = mean over bands of the auxiliary prediction
+
+(detached), i.e. pixels where little light passed the mask weigh up to 1 + beta times more.
+The weights are divided by their mean so the loss scale does not change. Intermediate
+predictions (pins) add ``pin_weight`` times their L1 loss.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hsirestore.physics.cassi import (CASSI_WAVELENGTHS_28, cassi_forward, interpolate_bands,
+                                      mean_intensity, model_input)
+from hsirestore.training.cave import centre_crop, load_cave, shared_data_dir
+
+#: Mean reflectance the compact model is trained around; decoders scale inputs to it.
+TRAIN_MEAN = 0.15
+
+
+@dataclass
+class CassiTrainConfig:
+    preset: str = "s2former-compact"
+    out: str = "runs/cassi"
+    steps: int = 20000
+    batch_size: int = 4
+    patch: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 200
+    max_minutes: float = 0.0  # 0: no limit
+    ckpt_minutes: float = 3.0
+    log_every: int = 50
+    val_every: int = 500
+    mask_aware: bool = True
+    aux_steps: int = 300
+    beta: float = 1.0
+    eps: float = 0.05
+    pin_weight: float = 0.1
+    shot_noise: float = 0.0  # photons at value 1 (0: none)
+    gain: tuple = (0.5, 1.5)
+    scale_jitter: float = 1.0  # training scales are multiplied by exp(U(-j, j))
+    seed: int = 0
+    bands: int = 28
+    step: int = 2
+    model_overrides: dict = field(default_factory=dict)
+
+
+def _load_mask(path: Path) -> np.ndarray:
+    import scipy.io as sio
+
+    return sio.loadmat(str(path))["mask"].astype(np.float32)
+
+
+class CassiPatches:
+    """Random training batches: (cube (N, 28, P, P), mask (N, P, P)) as float32 tensors."""
+
+    def __init__(self, cfg: CassiTrainConfig, data_dir: Path | None = None, split: str = "train"):
+        self.cfg = cfg
+        data_dir = data_dir or shared_data_dir()
+        scenes = load_cave(split) if data_dir == shared_data_dir() else []
+        if not scenes:
+            from hsirestore.training.cave import load_cave_scene
+
+            scenes = [(p.stem, *load_cave_scene(p)) for p in sorted((data_dir / "cave" / split).glob("*.h5"))]
+        if not scenes:
+            raise FileNotFoundError(f"no CAVE scenes under {data_dir}/cave/{split}")
+        wl = np.asarray(CASSI_WAVELENGTHS_28)
+        self.cubes = [interpolate_bands(c, w, wl).astype(np.float32) for _, c, w in scenes]
+        self.masks = [_load_mask(data_dir / "cassi" / "mask_256.mat"),
+                      _load_mask(data_dir / "cassi" / "mask_real_660.mat")]
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        p, rng = self.cfg.patch, self.rng
+        xs, ms = [], []
+        for _ in range(self.cfg.batch_size):
+            cube = self.cubes[rng.integers(len(self.cubes))]
+            r, c = rng.integers(0, cube.shape[1] - p + 1), rng.integers(0, cube.shape[2] - p + 1)
+            x = cube[:, r : r + p, c : c + p]
+            x = np.rot90(x, rng.integers(4), axes=(1, 2))
+            if rng.random() < 0.5:
+                x = x[:, :, ::-1]
+            x = x * rng.uniform(*self.cfg.gain)
+            mask = self.masks[rng.integers(len(self.masks))]
+            r, c = rng.integers(0, mask.shape[0] - p + 1), rng.integers(0, mask.shape[1] - p + 1)
+            xs.append(np.ascontiguousarray(x))
+            ms.append(mask[r : r + p, c : c + p])
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ms))
+
+
+def simulate(x: torch.Tensor, mask: torch.Tensor, bands: int, step: int, shot_noise: float = 0.0,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """Measurements (N, P, P + step*(bands-1)) of cubes (N, bands, P, P) under masks (N, P, P)."""
+    y = torch.stack([cassi_forward(x[i], mask[i], step) for i in range(x.shape[0])])
+    if shot_noise > 0:
+        y = torch.poisson(y.clamp_min(0) * shot_noise, generator=generator) / shot_noise
+    return y
+
+
+def normalised_input(y: torch.Tensor, mask: torch.Tensor, bands: int, step: int,
+                     jitter: torch.Tensor | None = None):
+    """(model input (N, bands, H, W), scales (N,)) with each measurement scaled so that its
+    estimated mean intensity is TRAIN_MEAN (times ``jitter`` (N,) when given)."""
+    scales = torch.tensor([mean_intensity(y[i], mask[i], bands) / TRAIN_MEAN for i in range(y.shape[0])],
+                          dtype=y.dtype).clamp_min(1e-8)
+    if jitter is not None:
+        scales = scales * jitter
+    yn = y / scales[:, None, None]
+    xin = torch.stack([model_input(yn[i], mask[i], bands, step) for i in range(y.shape[0])])
+    return xin, scales
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over bands of per-band PSNR (peak 1)."""
+    mse = ((a - b) ** 2).flatten(-2).mean(-1).clamp_min(1e-12)
+    return float((10 * torch.log10(1.0 / mse)).mean())
+
+
+@torch.no_grad()
+def validate(model, data_dir: Path, bands: int = 28, step: int = 2) -> dict:
+    """Mean PSNR on the CAVE val scenes (256x256 centre crops, mask_256)."""
+    from hsirestore.training.cave import load_cave_scene
+
+    mask = torch.from_numpy(_load_mask(data_dir / "cassi" / "mask_256.mat"))
+    wl = np.asarray(CASSI_WAVELENGTHS_28)
+    model.eval()
+    out = {}
+    for path in sorted((data_dir / "cave" / "val").glob("*.h5")):
+        cube, w = load_cave_scene(path)
+        x = torch.from_numpy(np.ascontiguousarray(centre_crop(interpolate_bands(cube, w, wl), 256)))[None]
+        y = simulate(x, mask[None], bands, step)
+        xin, s = normalised_input(y, mask[None], bands, step)
+        pred, _ = model(xin, mask[None, None])
+        out[path.stem] = psnr((pred * s[:, None, None, None]).clamp(0, 1), x)
+    model.train()
+    out["mean"] = float(np.mean(list(out.values()))) if out else float("nan")
+    return out
+
+
+def _save(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = None,
+          log=print) -> dict:
+    """Run (or resume) training; returns the last validation metrics."""
+    from hsirestore.registry import build_model
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    data_dir = data_dir or shared_data_dir()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "last.pt"
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.preset, aux_head=cfg.mask_aware, **cfg.model_overrides)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def lr_at(step):
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    data = CassiPatches(cfg, data_dir)
+    step = 0
+    best = {}
+    if resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        step = ck["step"]
+        best = ck.get("val", {})
+        data.rng.bit_generator.state = ck["data_rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        log(f"resumed from {ckpt_path} at step {step}")
+    with open(out / "config.json", "w") as f:
+        json.dump(asdict(cfg), f, indent=2)
+
+    def checkpoint():
+        _save(ckpt_path, {"model": model.state_dict(), "opt": opt.state_dict(),
+                          "sched": sched.state_dict(), "step": step, "config": asdict(cfg),
+                          "val": best, "data_rng": data.rng.bit_generator.state,
+                          "torch_rng": torch.get_rng_state()})
+
+    t_start = time.time()
+    t_ckpt = time.time()
+    logf = open(out / "log.jsonl", "a")
+    running = 0.0
+    model.train()
+    while step < cfg.steps:
+        x, mask = data.batch()
+        y = simulate(x, mask, cfg.bands, cfg.step, cfg.shot_noise)
+        jitter = torch.exp((torch.rand(x.shape[0]) * 2 - 1) * cfg.scale_jitter)
+        xin, s = normalised_input(y, mask, cfg.bands, cfg.step, jitter)
+        target = x / s[:, None, None, None]
+        m4 = mask[:, None]
+        pred, pins = model(xin, m4)
+        err = (pred - target).abs()
+        loss_aux = torch.zeros(())
+        weight = None
+        if cfg.mask_aware:
+            coded = model.predict_coded(xin, m4)
+            if step < cfg.aux_steps:
+                loss_aux = F.l1_loss(coded, target * m4)
+            else:
+                a = coded.detach().mean(1, keepdim=True).clamp_min(0)
+                weight = 1 + cfg.beta * cfg.eps / (a + cfg.eps)
+                weight = weight / weight.mean()
+        loss_rec = (err * weight).mean() if weight is not None else err.mean()
+        loss_pin = sum(F.l1_loss(p, target) for p in pins) / max(1, len(pins))
+        loss = loss_rec + cfg.pin_weight * loss_pin + loss_aux
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        running += float(loss_rec)
+        if step % cfg.log_every == 0:
+            rec = {"step": step, "loss": running / cfg.log_every, "aux": float(loss_aux),
+                   "lr": sched.get_last_lr()[0], "minutes": (time.time() - t_start) / 60}
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+            log(json.dumps(rec))
+            running = 0.0
+        if cfg.val_every and step % cfg.val_every == 0 and (data_dir / "cave" / "val").is_dir():
+            best = {"step": step, **validate(model, data_dir, cfg.bands, cfg.step)}
+            logf.write(json.dumps({"val": best}) + "\n")
+            logf.flush()
+            log(json.dumps({"val": best}))
+        if time.time() - t_ckpt > cfg.ckpt_minutes * 60:
+            checkpoint()
+            t_ckpt = time.time()
+        if cfg.max_minutes and (time.time() - t_start) > cfg.max_minutes * 60:
+            log(f"time limit reached at step {step}")
+            break
+    checkpoint()
+    logf.close()
+    return best
