@@ -237,7 +237,7 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
         opt.step()
         sched.step()
         step += 1
-        running += float(loss_rec)
+        running += loss_rec.item()
         if step % cfg.log_every == 0:
             rec = {"step": step, "loss": running / cfg.log_every, "aux": float(loss_aux),
                    "lr": sched.get_last_lr()[0], "minutes": (time.time() - t_start) / 60}
