@@ -1,0 +1,289 @@
+"""Units and scale: map input values to the model's normalised range and back.
+
+Rule (``fit_scaling(..., rule="auto")``), offset is always 0 so the mapping is linear
+(an input scaled by s gives a result scaled by s):
+
+* float data whose valid values already lie in [0, 1] -> identity;
+* uint8 / int8 data -> divide by the dtype maximum (255 / 127): 8-bit data are display
+  referred and use their full range;
+* any other data (uint16 counts, reflectance x 10000, radiance, floats outside [0, 1]) ->
+  divide by the 99.9th percentile of the valid values, so that a few hot pixels or
+  saturated specular highlights do not squash the scene; the percentile is computed over a
+  strided subsample of windows (a few million values at most), so it also works on cubes
+  streamed from disk;
+* a zero percentile (an almost empty image) falls back to the largest magnitude, then to 1.
+
+Other rules: ``"none"`` (identity), ``"dtype"`` (divide by the integer dtype maximum; floats
+are taken as already in [0, 1]), ``"max"`` (the exact maximum of the valid values),
+``"percentile:P"`` (0 < P <= 100) and ``"scale:S"`` (divide by S > 0).
+
+Invalid pixels (any band non-finite, or equal to the declared nodata value) are ignored.
+This module never imports torch; ``Scaling`` works on numpy arrays and torch tensors alike.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hsirestore.errors import InvalidValueError, OptionError
+from hsirestore.io.cube import ArraySource, Cube
+
+__all__ = [
+    "Scaling", "fit_scaling", "parse_rule", "cast_to_dtype", "invalid_mask", "sample_pixels",
+    "band_means", "RULES",
+]
+
+RULES = ("auto", "none", "dtype", "max", "percentile:P", "scale:S")
+AUTO_PERCENTILE = 99.9
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """model value = (x - offset) / scale; x = model value * scale + offset."""
+
+    offset: float = 0.0
+    scale: float = 1.0
+    rule: str = "none"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise InvalidValueError(f"scaling factor must be finite and > 0; got {self.scale}")
+        if not math.isfinite(self.offset):
+            raise InvalidValueError(f"scaling offset must be finite; got {self.offset}")
+
+    @property
+    def is_identity(self) -> bool:
+        return self.offset == 0.0 and self.scale == 1.0
+
+    def to_model(self, x: Any) -> Any:
+        """Input units -> normalised (numpy: float32 result; torch: same dtype)."""
+        x = _as_float(x)
+        if self.is_identity:
+            return x
+        if self.offset != 0.0:
+            x = x - self.offset
+        return x * (1.0 / self.scale) if _is_torch(x) else x / np.float32(self.scale)
+
+    def from_model(self, y: Any) -> Any:
+        """Normalised -> input units."""
+        y = _as_float(y)
+        if self.is_identity:
+            return y
+        y = y * (self.scale if _is_torch(y) else np.float32(self.scale))
+        if self.offset != 0.0:
+            y = y + self.offset
+        return y
+
+    def describe(self) -> str:
+        return f"{self.rule}: x / {self.scale:.6g}" + (f" - {self.offset:.6g}" if self.offset else "")
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _as_float(x: Any) -> Any:
+    if _is_torch(x):
+        return x if x.is_floating_point() else x.float()
+    x = np.asarray(x)
+    if x.dtype != np.float32 and x.dtype != np.float64:
+        x = x.astype(np.float32)
+    return x
+
+
+def parse_rule(rule: str) -> tuple[str, float | None]:
+    """"percentile:99.5" -> ("percentile", 99.5); "auto" -> ("auto", None)."""
+    if not isinstance(rule, str) or not rule.strip():
+        raise OptionError(f"unknown scaling rule {rule!r}; use one of {', '.join(RULES)}")
+    name, _, arg = rule.strip().lower().partition(":")
+    if name in ("auto", "none", "dtype", "max"):
+        if arg:
+            raise OptionError(f"scaling rule {name!r} takes no argument; got {rule!r}")
+        return name, None
+    if name in ("percentile", "scale"):
+        try:
+            value = float(arg)
+        except ValueError:
+            raise OptionError(f"scaling rule {rule!r} needs a number, e.g. {name}:"
+                              f"{'99.9' if name == 'percentile' else '10000'}") from None
+        if name == "percentile" and not (0 < value <= 100):
+            raise OptionError(f"percentile must be in (0, 100]; got {value:g}")
+        if name == "scale" and not (math.isfinite(value) and value > 0):
+            raise OptionError(f"scale must be a finite number > 0; got {arg}")
+        return name, value
+    raise OptionError(f"unknown scaling rule {rule!r}; use one of {', '.join(RULES)}")
+
+
+def invalid_mask(block: np.ndarray, nodata: float | None = None) -> np.ndarray:
+    """bool (h, w): True where any band of ``block`` (bands, h, w) is non-finite or == nodata."""
+    bad = ~np.isfinite(block).all(axis=0)
+    if nodata is not None and math.isfinite(nodata):
+        bad |= (block == np.float32(nodata)).any(axis=0)
+    return bad
+
+
+def _as_source(data: Any):
+    """(source, valid mask, dtype name, nodata) for an array, Cube or CubeSource."""
+    if isinstance(data, Cube):
+        return ArraySource(data), data.valid, data.source_dtype, data.nodata
+    if hasattr(data, "read_window") and hasattr(data, "shape"):
+        meta = getattr(data, "meta", None)
+        return data, None, getattr(meta, "source_dtype", None), getattr(meta, "nodata", None)
+    arr = np.asarray(data)
+    dtype = arr.dtype.name
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise InvalidValueError(f"expected a (bands, rows, cols) array; got shape {arr.shape}")
+    return _RawSource(arr), None, dtype, None
+
+
+class _RawSource:
+    """Window reader over an array of any dtype (no float32 copy of the whole array)."""
+
+    def __init__(self, arr: np.ndarray):
+        self.arr = arr
+        self.shape = tuple(int(s) for s in arr.shape)
+
+    def read_window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        return self.arr[:, r0:r1, c0:c1]
+
+
+def sample_pixels(data: Any, max_values: int = 4_000_000, window: int = 32) -> np.ndarray:
+    """Valid pixels from a strided subsample of windows: float array (bands, n).
+
+    ``data``: array (bands, rows, cols) of any dtype, Cube, or CubeSource. Reads every pixel
+    when the cube holds at most ``max_values`` values, else an even grid of window x window
+    blocks totalling about ``max_values`` values.
+    """
+    src, valid, _, nodata = _as_source(data)
+    bands, rows, cols = src.shape
+    per_band = max(window * window, max_values // max(bands, 1))
+    if rows * cols <= per_band:
+        wins = [(0, rows, 0, cols)]
+    else:
+        nwin = max(1, per_band // (window * window))
+        gr = max(1, min(rows // window or 1, int(round(math.sqrt(nwin * rows / cols))) or 1))
+        gc = max(1, min(cols // window or 1, nwin // gr))
+        rs = np.linspace(0, max(rows - window, 0), gr).round().astype(int)
+        cs = np.linspace(0, max(cols - window, 0), gc).round().astype(int)
+        wins = [(int(r), min(int(r) + window, rows), int(c), min(int(c) + window, cols))
+                for r in rs for c in cs]
+    parts = []
+    for r0, r1, c0, c1 in wins:
+        block = np.asarray(src.read_window(r0, r1, c0, c1))
+        if block.dtype.kind == "f":
+            bad = invalid_mask(block, nodata)
+        else:
+            bad = np.zeros(block.shape[1:], bool)
+            if nodata is not None:
+                bad |= (block == nodata).any(axis=0)
+        if valid is not None:
+            bad |= ~valid[r0:r1, c0:c1]
+        parts.append(block.reshape(bands, -1)[:, ~bad.reshape(-1)])
+    return np.concatenate(parts, axis=1) if parts else np.zeros((bands, 0))
+
+
+def band_means(data: Any, max_values: int = 4_000_000) -> np.ndarray:
+    """Per-band mean of valid pixels over a subsample, float32 (bands,); 0 where none."""
+    px = sample_pixels(data, max_values)
+    if px.shape[1] == 0:
+        return np.zeros(px.shape[0], np.float32)
+    return px.astype(np.float64).mean(axis=1).astype(np.float32)
+
+
+def _exact_max(src, valid, nodata) -> float:
+    bands, rows, cols = src.shape
+    step = max(1, 8_000_000 // max(bands * cols, 1))
+    best = -math.inf
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        block = np.asarray(src.read_window(r0, r1, 0, cols))
+        bad = invalid_mask(block, nodata) if block.dtype.kind == "f" else np.zeros(block.shape[1:], bool)
+        if valid is not None:
+            bad |= ~valid[r0:r1]
+        if (~bad).any():
+            best = max(best, float(block[:, ~bad].max()))
+    return best
+
+
+def fit_scaling(data_or_source: Any, rule: str = "auto", source_dtype: str | None = None) -> Scaling:
+    """Choose the Scaling for an input (array of any dtype, Cube, or CubeSource).
+
+    ``source_dtype`` (e.g. "uint16") names the dtype the values came from when the data
+    are already float32 (as Cubes and sources are); it defaults to the Cube's/source's
+    ``source_dtype`` or the array's dtype. See the module docstring for the rules.
+    """
+    name, arg = parse_rule(rule)
+    if name == "none":
+        return Scaling(0.0, 1.0, "none")
+    if name == "scale":
+        return Scaling(0.0, float(arg), f"scale:{arg:g}")
+    src, valid, dtype, nodata = _as_source(data_or_source)
+    dtype = source_dtype or dtype or "float32"
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise OptionError(f"unknown data type {dtype!r}") from None
+    if name == "dtype":
+        if dt.kind in "ui":
+            return Scaling(0.0, float(np.iinfo(dt).max), "dtype")
+        if dt.kind == "b":
+            return Scaling(0.0, 1.0, "dtype")
+        return Scaling(0.0, 1.0, "dtype")
+    if name == "max":
+        m = _exact_max(src, valid, nodata)
+        return Scaling(0.0, _positive(m, None), "max")
+    if name == "auto" and dt.kind in "ui" and dt.itemsize == 1:
+        return Scaling(0.0, float(np.iinfo(dt).max), "auto:dtype")
+    px = sample_pixels(data_or_source)
+    if px.size == 0:
+        return Scaling(0.0, 1.0, f"{name}:empty")
+    px = px.astype(np.float64, copy=False)
+    if name == "auto":
+        if dt.kind == "f" and px.min() >= 0.0 and px.max() <= 1.0:
+            return Scaling(0.0, 1.0, "auto:unit")
+        p = AUTO_PERCENTILE
+        label = f"auto:percentile:{p:g}"
+    else:
+        p = float(arg)
+        label = f"percentile:{p:g}"
+    value = float(np.percentile(px, p))
+    return Scaling(0.0, _positive(value, float(np.abs(px).max())), label)
+
+
+def _positive(value: float, fallback: float | None) -> float:
+    for v in (value, fallback):
+        if v is not None and math.isfinite(v) and v > 0:
+            return float(v)
+    return 1.0
+
+
+def cast_to_dtype(data: np.ndarray, dtype_name: str | np.dtype | None,
+                  nodata: float | None = None) -> np.ndarray:
+    """Cast results to a file dtype: integers are rounded and clipped to the dtype's range
+    (NaN becomes ``nodata`` if given, else 0); floats are cast; None keeps float32."""
+    data = np.asarray(data)
+    if dtype_name is None:
+        return data.astype(np.float32, copy=False)
+    try:
+        dt = np.dtype(dtype_name)
+    except TypeError:
+        raise OptionError(f"unknown data type {dtype_name!r}") from None
+    if dt.kind == "f":
+        return data.astype(dt, copy=False)
+    if dt.kind in "ui":
+        info = np.iinfo(dt)
+        out = np.rint(data.astype(np.float64, copy=False))
+        bad = ~np.isfinite(out)
+        np.clip(out, info.min, info.max, out=out)
+        if bad.any():
+            fill = 0 if nodata is None or not math.isfinite(nodata) else nodata
+            out[bad] = min(max(fill, info.min), info.max)
+        return out.astype(dt)
+    if dt.kind == "b":
+        return np.nan_to_num(data) > 0.5
+    raise OptionError(f"cannot write results as {dt.name}; use an integer or float type")
