@@ -13,6 +13,9 @@ Rule (``fit_scaling(..., rule="auto")``), offset is always 0 so the mapping is l
   streamed from disk;
 * a zero percentile (an almost empty image) falls back to the largest magnitude, then to 1.
 
+"auto" is therefore scale-invariant except for the [0, 1] float case; tasks that must be
+strictly linear in the input (CASSI) should ask for ``"percentile:99.9"`` or ``"max"``.
+
 Other rules: ``"none"`` (identity), ``"dtype"`` (divide by the integer dtype maximum; floats
 are taken as already in [0, 1]), ``"max"`` (the exact maximum of the valid values),
 ``"percentile:P"`` (0 < P <= 100) and ``"scale:S"`` (divide by S > 0).
