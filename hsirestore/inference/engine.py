@@ -150,23 +150,26 @@ class TiledPredictor:
         try:
             for start in range(0, len(jobs), self.batch_size):
                 batch = jobs[start:start + self.batch_size]
-                tiles, masks = [], []
-                for i, j in batch:
+                tiles = np.empty((len(batch), bands, th, tw), np.float32)
+                masks = []
+                for k, (i, j) in enumerate(batch):
                     r0, r1 = rprof[i][:2]
                     c0, c1 = cprof[j][:2]
-                    block = np.array(source.read_window(r0, r1, c0, c1), dtype=np.float32)
+                    block = np.asarray(source.read_window(r0, r1, c0, c1))
                     if block.shape != (bands, r1 - r0, c1 - c0):
                         raise ShapeError(f"source returned a block of shape {block.shape} for "
                                          f"window rows {r0}:{r1}, cols {c0}:{c1}")
-                    bad = invalid_mask(block, nodata)
+                    tiles[k] = block
+                    del block
+                    bad = invalid_mask(tiles[k], nodata)
                     if valid is not None:
                         bad |= ~valid[r0:r1, c0:c1]
-                    block = scaling.to_model(block)
+                    if not scaling.is_identity:
+                        tiles[k] = scaling.to_model(tiles[k])
                     if bad.any():
-                        block[:, bad] = fill[:, None]
-                    tiles.append(block)
+                        tiles[k][:, bad] = fill[:, None]
                     masks.append(bad if bad.any() else None)
-                out = self._forward(np.stack(tiles), (th, tw), pads)
+                out = self._forward(tiles, (th, tw), pads)
                 del tiles
                 for k, (i, j) in enumerate(batch):
                     y = scaling.from_model(out[k])

@@ -1,0 +1,296 @@
+"""Peak memory of streamed tiled inference on a large ENVI cube.
+
+Creates (or reuses, with --path) a float32 BSQ ENVI cube, default 2048 x 2048 x 200 (3.2 GB),
+pushes it through ``TiledPredictor.predict_stream`` with an identity model, checks the output
+against the input on sampled windows (or everywhere with --verify-full) and prints peak RSS
+(getrusage ru_maxrss and /proc/self/status VmHWM), seconds and MB/s. Target: peak RSS < 1.5 GB.
+
+I/O goes through ``hsirestore.io.open_cube`` / ``hsirestore.io.create_cube`` when they exist;
+``--local-io`` (or their absence) uses the minimal ENVI reader/writer below, which maps the
+file only for the duration of each window so that mapped pages do not accumulate in RSS.
+
+    python benchmarks/stream_memory.py --rows 512 --cols 512 --bands 50   # quick
+    nice -n 10 python benchmarks/stream_memory.py                          # full size
+"""
+from __future__ import annotations
+
+import argparse
+import mmap
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+# ----------------------------------------------------------------------------- memory probes
+def vm_status(key: str) -> int:
+    """A /proc/self/status value in bytes (e.g. VmHWM, VmRSS); -1 when unavailable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return -1
+
+
+def reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False if not supported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class RssSampler(threading.Thread):
+    """Samples VmRSS every ``dt`` seconds and keeps the maximum."""
+
+    def __init__(self, dt: float = 0.05):
+        super().__init__(daemon=True)
+        self.dt, self.peak, self._stop_evt = dt, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_evt.is_set():
+            self.peak = max(self.peak, vm_status("VmRSS"))
+            time.sleep(self.dt)
+
+    def stop(self) -> int:
+        self._stop_evt.set()
+        self.join()
+        return self.peak
+
+
+# ----------------------------------------------------------------------------- minimal ENVI
+def write_envi_header(path: Path, bands: int, rows: int, cols: int) -> None:
+    path.with_suffix(".hdr").write_text(
+        "ENVI\n"
+        "description = {hsirestore stream_memory benchmark}\n"
+        f"samples = {cols}\nlines = {rows}\nbands = {bands}\n"
+        "header offset = 0\nfile type = ENVI Standard\ndata type = 4\n"
+        "interleave = bsq\nbyte order = 0\n"
+    )
+
+
+def band_image(b: int, base: np.ndarray) -> np.ndarray:
+    """Deterministic band b of the synthetic cube, float32 (rows, cols)."""
+    return base * np.float32(1.0 + 0.001 * b) + np.float32(0.01 * b)
+
+
+def create_input(path: Path, bands: int, rows: int, cols: int) -> None:
+    """Write a BSQ float32 cube band by band (one band in memory at a time)."""
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    base = (np.sin(yy / 37.0) * np.cos(xx / 23.0) * 0.4 + 0.5).astype(np.float32)
+    base += np.random.default_rng(0).normal(0, 0.02, base.shape).astype(np.float32)
+    del yy, xx
+    with open(path, "wb") as f:
+        f.truncate(bands * rows * cols * 4)
+    plane = rows * cols * 4
+    for b in range(bands):
+        mm = np.memmap(path, dtype="<f4", mode="r+", offset=b * plane, shape=(rows, cols))
+        mm[:] = band_image(b, base)
+        mm.flush()
+        del mm
+    write_envi_header(path, bands, rows, cols)
+
+
+class _Windowed:
+    """Maps the BSQ file only while one window is read or written (bounded RSS)."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], write: bool):
+        self.path, self.shape, self.write = Path(path), tuple(shape), write
+        self.fd = os.open(self.path, os.O_RDWR if write else os.O_RDONLY)
+
+    def _view(self, r0: int, r1: int):
+        bands, rows, cols = self.shape
+        plane = rows * cols * 4
+        gran = mmap.ALLOCATIONGRANULARITY
+        start = (r0 * cols * 4) // gran * gran
+        stop = (bands - 1) * plane + r1 * cols * 4
+        mm = mmap.mmap(self.fd, stop - start, offset=start,
+                       access=mmap.ACCESS_WRITE if self.write else mmap.ACCESS_READ)
+        arr = np.ndarray((bands, r1 - r0, cols), "<f4", buffer=mm,
+                         offset=r0 * cols * 4 - start, strides=(plane, cols * 4, 4))
+        return mm, arr
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class LocalSource(_Windowed):
+    def __init__(self, path: Path, shape: tuple[int, int, int]):
+        super().__init__(path, shape, write=False)
+        from hsirestore.io.cube import Cube
+
+        self.meta = Cube(np.zeros((shape[0], 1, 1), np.float32), source_dtype="float32")
+
+    def read_window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        mm, arr = self._view(r0, r1)
+        out = np.array(arr[:, :, c0:c1], dtype=np.float32)
+        del arr
+        mm.close()
+        return out
+
+
+class LocalSink(_Windowed):
+    def __init__(self, path: Path, shape: tuple[int, int, int]):
+        self.final = Path(path)
+        tmp = self.final.with_name("." + self.final.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.truncate(int(np.prod(shape)) * 4)
+        super().__init__(tmp, shape, write=True)
+
+    def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
+        _, h, w = block.shape
+        mm, arr = self._view(r0, r0 + h)
+        arr[:, :, c0:c0 + w] = block
+        del arr
+        mm.close()
+
+    def commit(self) -> None:
+        self.close()
+        os.replace(self.path, self.final)
+        write_envi_header(self.final, *self.shape)
+
+    def abort(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+def open_io(inp: Path, out: Path, shape, local: bool):
+    """(source, sink, label): the project's ENVI streaming I/O if present, else the local one."""
+    if not local:
+        try:
+            from hsirestore.io import create_cube, open_cube  # type: ignore[attr-defined]
+        except ImportError:
+            print("hsirestore.io.open_cube/create_cube not available: using --local-io")
+        else:
+            src = open_cube(inp)
+            try:
+                sink = create_cube(out, src.shape, like=src.meta)
+            except TypeError:
+                sink = create_cube(out, src.meta, shape=src.shape)
+            return src, sink, "hsirestore.io"
+    return LocalSource(inp, shape), LocalSink(out, shape), "local memmap windows"
+
+
+def read_envi_window(path: Path, shape, r0, r1, c0, c1) -> np.ndarray:
+    src = LocalSource(path, shape)
+    try:
+        return src.read_window(r0, r1, c0, c1)
+    finally:
+        src.close()
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=2048)
+    ap.add_argument("--cols", type=int, default=2048)
+    ap.add_argument("--bands", type=int, default=200)
+    ap.add_argument("--path", type=Path, help="existing/new input .img (kept); default: temp")
+    ap.add_argument("--workdir", type=Path, default=None, help="folder for temp files")
+    ap.add_argument("--tile", type=int, default=256)
+    ap.add_argument("--overlap", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--local-io", action="store_true", help="use the benchmark's own ENVI I/O")
+    ap.add_argument("--verify-full", action="store_true", help="compare every pixel")
+    ap.add_argument("--samples", type=int, default=24, help="windows compared")
+    ap.add_argument("--keep", action="store_true", help="keep the output cube")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from hsirestore.inference.engine import TiledPredictor
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    shape = (args.bands, args.rows, args.cols)
+    nbytes = int(np.prod(shape)) * 4
+    tmpdir = Path(tempfile.mkdtemp(prefix="hsir-stream-", dir=args.workdir))
+    try:
+        inp = args.path or tmpdir / "input.img"
+        if inp.exists():
+            print(f"reusing {inp}")
+        else:
+            free = shutil.disk_usage(inp.parent).free
+            if free < 2.2 * nbytes:
+                print(f"not enough disk space in {inp.parent}: {free / 1e9:.1f} GB free, "
+                      f"{2.2 * nbytes / 1e9:.1f} GB needed", file=sys.stderr)
+                return 2
+            t0 = time.perf_counter()
+            create_input(inp, *shape)
+            print(f"created {inp} {shape} float32 ({nbytes / 1e9:.2f} GB) in "
+                  f"{time.perf_counter() - t0:.1f} s")
+        out = tmpdir / "output.img"
+        rss_before = vm_status("VmRSS")
+        hwm_before = vm_status("VmHWM")
+        reset = reset_peak()
+        source, sink, label = open_io(inp, out, shape, args.local_io)
+        pred = TiledPredictor(lambda t: t, tile=args.tile, overlap=args.overlap,
+                              batch_size=args.batch_size, device="cpu", amp="none")
+        sampler = RssSampler()
+        sampler.start()
+        t0 = time.perf_counter()
+        try:
+            pred.predict_stream(source, sink)
+            sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
+        finally:
+            source.close()
+        secs = time.perf_counter() - t0
+        sampled = sampler.stop()
+        hwm = vm_status("VmHWM")
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+        # verification
+        rng = np.random.default_rng(1)
+        win = 64
+        bad = 0
+        checks = []
+        for _ in range(args.samples):
+            r = int(rng.integers(0, max(1, args.rows - win)))
+            c = int(rng.integers(0, max(1, args.cols - win)))
+            checks.append((r, min(r + win, args.rows), c, min(c + win, args.cols)))
+        checks += [(0, min(win, args.rows), 0, min(win, args.cols)),
+                   (max(0, args.rows - win), args.rows, max(0, args.cols - win), args.cols)]
+        if args.verify_full:
+            step = max(1, (64 << 20) // (args.bands * args.cols * 4))
+            checks = [(r, min(r + step, args.rows), 0, args.cols) for r in range(0, args.rows, step)]
+        for r0, r1, c0, c1 in checks:
+            a = read_envi_window(inp, shape, r0, r1, c0, c1)
+            b = read_envi_window(out, shape, r0, r1, c0, c1)
+            bad += int((a != b).sum())
+        mb = nbytes / 1e6
+        print(f"io: {label}; tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}")
+        print(f"cube {shape} float32, {mb:.0f} MB; predict_stream + commit {secs:.1f} s, "
+              f"{mb / secs:.1f} MB/s")
+        print(f"RSS before streaming {rss_before / 2**20:.0f} MiB (VmHWM before {hwm_before / 2**20:.0f} MiB)")
+        print(f"peak RSS: ru_maxrss {maxrss / 2**20:.0f} MiB (whole process), "
+              f"VmHWM {hwm / 2**20:.0f} MiB ({'reset before streaming' if reset else 'whole process'}), "
+              f"sampled VmRSS {sampled / 2**20:.0f} MiB")
+        scope = "all pixels" if args.verify_full else f"{len(checks)} windows"
+        print(f"verify ({scope}): {'OK, output == input' if bad == 0 else f'{bad} values differ'}")
+        peak = max(hwm, sampled)
+        print(f"target peak RSS < 1.5 GB: {'PASS' if peak < 1.5e9 else 'FAIL'} ({peak / 1e9:.2f} GB)")
+        if args.keep:
+            print(f"output kept at {out}")
+        return 0 if bad == 0 else 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
