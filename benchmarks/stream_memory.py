@@ -103,23 +103,30 @@ def create_input(path: Path, bands: int, rows: int, cols: int) -> None:
 
 
 class _Windowed:
-    """Maps the BSQ file only while one window is read or written (bounded RSS)."""
+    """Maps the BSQ file only while a window is read or written, a few bands at a time, so
+    mapped file pages never accumulate in RSS (they would count towards it)."""
+
+    BAND_CHUNK = 16
 
     def __init__(self, path: Path, shape: tuple[int, int, int], write: bool):
         self.path, self.shape, self.write = Path(path), tuple(shape), write
         self.fd = os.open(self.path, os.O_RDWR if write else os.O_RDONLY)
 
-    def _view(self, r0: int, r1: int):
+    def _chunks(self, r0: int, r1: int):
+        """Yield (band slice, mmap, view (nb, r1 - r0, cols)) over chunks of bands."""
         bands, rows, cols = self.shape
         plane = rows * cols * 4
         gran = mmap.ALLOCATIONGRANULARITY
-        start = (r0 * cols * 4) // gran * gran
-        stop = (bands - 1) * plane + r1 * cols * 4
-        mm = mmap.mmap(self.fd, stop - start, offset=start,
-                       access=mmap.ACCESS_WRITE if self.write else mmap.ACCESS_READ)
-        arr = np.ndarray((bands, r1 - r0, cols), "<f4", buffer=mm,
-                         offset=r0 * cols * 4 - start, strides=(plane, cols * 4, 4))
-        return mm, arr
+        for b0 in range(0, bands, self.BAND_CHUNK):
+            b1 = min(bands, b0 + self.BAND_CHUNK)
+            first = b0 * plane + r0 * cols * 4
+            start = first // gran * gran
+            stop = (b1 - 1) * plane + r1 * cols * 4
+            mm = mmap.mmap(self.fd, stop - start, offset=start,
+                           access=mmap.ACCESS_WRITE if self.write else mmap.ACCESS_READ)
+            view = np.ndarray((b1 - b0, r1 - r0, cols), "<f4", buffer=mm,
+                              offset=first - start, strides=(plane, cols * 4, 4))
+            yield slice(b0, b1), mm, view
 
     def close(self) -> None:
         if self.fd is not None:
@@ -135,10 +142,11 @@ class LocalSource(_Windowed):
         self.meta = Cube(np.zeros((shape[0], 1, 1), np.float32), source_dtype="float32")
 
     def read_window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        mm, arr = self._view(r0, r1)
-        out = np.array(arr[:, :, c0:c1], dtype=np.float32)
-        del arr
-        mm.close()
+        out = np.empty((self.shape[0], r1 - r0, c1 - c0), np.float32)
+        for bs, mm, view in self._chunks(r0, r1):
+            out[bs] = view[:, :, c0:c1]
+            del view
+            mm.close()
         return out
 
 
@@ -152,10 +160,10 @@ class LocalSink(_Windowed):
 
     def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
         _, h, w = block.shape
-        mm, arr = self._view(r0, r0 + h)
-        arr[:, :, c0:c0 + w] = block
-        del arr
-        mm.close()
+        for bs, mm, view in self._chunks(r0, r0 + h):
+            view[:, :, c0:c0 + w] = block[bs]
+            del view
+            mm.close()
 
     def commit(self) -> None:
         self.close()
