@@ -168,6 +168,26 @@ def test_stream_uses_source_nodata():
     assert np.isfinite(sink.data).sum() == 2 * 399
 
 
+def test_stream_valid_mask_and_meta_valid():
+    x = _rand((2, 20, 24), 7)
+    valid = np.ones((20, 24), bool)
+    valid[2:4, 5] = False
+
+    def fn(t):
+        assert float(t.abs().max()) < 50
+        return t
+
+    x2 = x.copy()
+    x2[:, 2:4, 5] = 1e6  # garbage under the mask must not reach the model
+    p = TiledPredictor(fn, tile=8, overlap=2, device="cpu")
+    sink = ArraySink(x.shape)
+    p.predict_stream(ArraySource(Cube(x2)), sink, valid=valid)
+    assert np.isnan(sink.data[:, 2:4, 5]).all()
+    np.testing.assert_array_equal(sink.data[:, valid], x[:, valid])
+    with pytest.raises(ShapeError, match="valid mask"):
+        p.predict_stream(ArraySource(Cube(x)), ArraySink(x.shape), valid=np.ones((2, 2), bool))
+
+
 def test_model_shape_errors():
     x = _rand((2, 20, 20))
     with pytest.raises(ShapeError, match="expected"):

@@ -9,8 +9,9 @@ order, run in batches, and each tile's finished region (the part no later tile t
 written to the CubeSink at once. The state kept between tiles is a carry of the overlap rows
 below the current tile row (C_out x overlap x cols, float64) and of the overlap columns
 right of the current tile (C_out x tile x overlap); memory is therefore bounded by one band of
-tiles, not by the cube. Accumulating in float64 makes an identity model reproduce its input
-bit for bit.
+tiles, not by the cube: about batch_size x C x tile^2 x 4 bytes (the tile batch and the model
+output) + C_out x tile^2 x 12 (one float64 tile being blended) + C_out x overlap x cols x 8 (the
+carry). Accumulating in float64 makes an identity model reproduce its input bit for bit.
 
 Invalid pixels (non-finite in any band, equal to the source's nodata value, or False in an
 explicit ``valid`` mask) are filled before the model sees them with the per-band mean of the
@@ -121,14 +122,26 @@ class TiledPredictor:
         return sink.data
 
     def predict_stream(self, source: CubeSource, sink: CubeSink, *,
-                       normalizer: Scaling | None = None) -> None:
+                       normalizer: Scaling | None = None,
+                       valid: np.ndarray | None = None) -> None:
         """Read ``source`` tile by tile, write the blended result into ``sink``.
 
-        ``sink.shape`` must be (C_out, rows, cols). The caller commits or aborts the sink.
+        ``sink.shape`` must be (C_out, rows, cols). Invalid input pixels: non-finite values,
+        ``source.meta.nodata``, and False in ``valid`` (bool (rows, cols), default
+        ``source.meta.valid`` when that has the full image shape). The caller commits or
+        aborts the sink.
         """
         meta = getattr(source, "meta", None)
         nodata = getattr(meta, "nodata", None)
-        self._run(source, sink, normalizer, None, nodata=nodata)
+        rows, cols = (int(s) for s in source.shape[1:])
+        if valid is None:
+            mv = getattr(meta, "valid", None)
+            valid = mv if mv is not None and tuple(np.shape(mv)) == (rows, cols) else None
+        if valid is not None:
+            valid = np.asarray(valid, bool)
+            if valid.shape != (rows, cols):
+                raise ShapeError(f"valid mask shape {valid.shape} != image shape {(rows, cols)}")
+        self._run(source, sink, normalizer, valid, nodata=nodata)
 
     # ------------------------------------------------------------------ internals
     def _run(self, source: Any, sink: Any, normalizer: Scaling | None,
@@ -141,8 +154,12 @@ class TiledPredictor:
         th, tw = rprof[0][1] - rprof[0][0], cprof[0][1] - cprof[0][0]
         pads = pad_to_multiple((th, tw), self.multiple)
 
-        fill_src: Any = Cube(source.data, valid=valid) if isinstance(source, _ArrayWindowSource) \
-            else source
+        if isinstance(source, _ArrayWindowSource):
+            fill_src: Any = Cube(source.data, valid=valid)
+        elif valid is not None:
+            fill_src = _MaskedSource(source, valid)
+        else:
+            fill_src = source
         fill = scaling.to_model(band_means(fill_src)).astype(np.float32)
 
         jobs = [(i, j) for i in range(len(rprof)) for j in range(len(cprof))]
@@ -196,6 +213,19 @@ class TiledPredictor:
             raise ShapeError(f"the model returned {y.shape[1]} channels, expected {self.out_channels}")
         y = y[:, :, :h, :w].float().cpu().contiguous()
         return y.numpy()
+
+
+class _MaskedSource:
+    """A source whose pixels outside ``valid`` read as NaN (for the fill-value sample)."""
+
+    def __init__(self, source: Any, valid: np.ndarray):
+        self.source, self.valid, self.shape = source, valid, source.shape
+        self.meta = getattr(source, "meta", None)
+
+    def read_window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        block = np.array(self.source.read_window(r0, r1, c0, c1), dtype=np.float32)
+        block[:, ~self.valid[r0:r1, c0:c1]] = np.nan
+        return block
 
 
 class _LazyArraySink:
@@ -280,8 +310,10 @@ class _RichBar:
     def __init__(self, total: int):
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeRemainingColumn)
+        from rich.console import Console
+
         self.p = Progress(TextColumn("tiles"), BarColumn(), MofNCompleteColumn(),
-                          TimeRemainingColumn(), transient=True)
+                          TimeRemainingColumn(), transient=True, console=Console(stderr=True))
         self.task = self.p.add_task("tiles", total=total)
         self.p.start()
 
