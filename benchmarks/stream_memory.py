@@ -184,11 +184,15 @@ def open_io(inp: Path, out: Path, shape, local: bool):
             print("hsirestore.io.open_cube/create_cube not available: using --local-io")
         else:
             src = open_cube(inp)
-            try:
-                sink = create_cube(out, src.shape, like=src.meta)
-            except TypeError:
-                sink = create_cube(out, src.meta, shape=src.shape)
-            return src, sink, "hsirestore.io"
+            for call in (lambda: create_cube(out, src.shape, like=src.meta),
+                         lambda: create_cube(out, src.meta, shape=src.shape),
+                         lambda: create_cube(out, shape=src.shape, meta=src.meta)):
+                try:
+                    return src, call(), "hsirestore.io"
+                except TypeError:
+                    continue
+            src.close()
+            print("hsirestore.io.create_cube has an unexpected signature: using --local-io")
     return LocalSource(inp, shape), LocalSink(out, shape), "local memmap windows"
 
 

@@ -33,6 +33,19 @@ def test_identity_is_exact(shape, tile, overlap, multiple, batch):
     np.testing.assert_array_equal(y, x)
 
 
+def test_whole_image_as_one_tile():
+    seen = []
+
+    def fn(t):
+        seen.append(tuple(t.shape))
+        return t + 1
+
+    x = _rand((2, 37, 45))
+    y = TiledPredictor(fn, tile=None, multiple=8, device="cpu").predict_array(x)
+    assert seen == [(1, 2, 40, 48)]
+    np.testing.assert_allclose(y, x + 1)
+
+
 def test_multiple_padding_seen_by_model_and_cropped():
     seen = []
 

@@ -57,7 +57,8 @@ class TiledPredictor:
 
     Args:
         fn: tensor (N, C, h, w) float32 on ``device`` -> tensor (N, C_out, h, w).
-        tile: tile size (int or (h, w)); tiles are clipped to the image.
+        tile: tile size (int or (h, w)); tiles are clipped to the image; None runs the
+            whole image as one tile.
         overlap: overlap between neighbouring tiles (int or (h, w)), < tile.
         multiple: tiles are reflect-padded at the bottom/right to a multiple of this
             (int or (h, w)) before ``fn`` and cropped back afterwards.
@@ -70,14 +71,14 @@ class TiledPredictor:
         mark_invalid: write NaN where the input pixel was invalid.
     """
 
-    def __init__(self, fn: TensorFn, *, tile: int | tuple[int, int] = 256,
+    def __init__(self, fn: TensorFn, *, tile: int | tuple[int, int] | None = 256,
                  overlap: int | tuple[int, int] = 32, multiple: int | tuple[int, int] = 1,
                  batch_size: int = 4, device: str | torch.device = "auto", amp: str = "auto",
                  out_channels: int | None = None, progress: bool = False,
                  channels_last: bool = False, mark_invalid: bool = True):
         self.fn = fn
-        self.tile = _pair(tile, "tile")
-        self.overlap = _pair(overlap, "overlap")
+        self.tile = _pair(1 << 30 if tile is None else tile, "tile")
+        self.overlap = (0, 0) if tile is None else _pair(overlap, "overlap")
         self.multiple = _pair(multiple, "multiple")
         for t, o in zip(self.tile, self.overlap):
             if t < 1:
