@@ -227,6 +227,23 @@ def test_bad_options(kwargs):
     assert "\n" not in str(e.value)
 
 
+def test_grad_modes():
+    modes = []
+
+    def fn(t):
+        modes.append((torch.is_grad_enabled(), torch.is_inference_mode_enabled()))
+        w = torch.ones(1, requires_grad=True)
+        return t * w
+
+    x = _rand((1, 10, 10))
+    TiledPredictor(fn, tile=8, overlap=2, device="cpu").predict_array(x)
+    assert all(m == (False, True) for m in modes)
+    modes.clear()
+    y = TiledPredictor(fn, tile=8, overlap=2, device="cpu", enable_grad=True).predict_array(x)
+    assert all(m == (True, False) for m in modes)
+    np.testing.assert_allclose(y, x)
+
+
 def test_progress_and_channels_last_run():
     x = _rand((3, 33, 33))
     seen = []

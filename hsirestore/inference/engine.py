@@ -69,13 +69,16 @@ class TiledPredictor:
         progress: show a rich progress bar over the tiles.
         channels_last: hand ``fn`` channels-last tensors.
         mark_invalid: write NaN where the input pixel was invalid.
+        enable_grad: run ``fn`` with autograd enabled (e.g. per-tile test-time adaptation);
+            by default it runs under ``torch.inference_mode()``.
     """
 
     def __init__(self, fn: TensorFn, *, tile: int | tuple[int, int] | None = 256,
                  overlap: int | tuple[int, int] = 32, multiple: int | tuple[int, int] = 1,
                  batch_size: int = 4, device: str | torch.device = "auto", amp: str = "auto",
                  out_channels: int | None = None, progress: bool = False,
-                 channels_last: bool = False, mark_invalid: bool = True):
+                 channels_last: bool = False, mark_invalid: bool = True,
+                 enable_grad: bool = False):
         self.fn = fn
         self.tile = _pair(1 << 30 if tile is None else tile, "tile")
         self.overlap = (0, 0) if tile is None else _pair(overlap, "overlap")
@@ -98,6 +101,7 @@ class TiledPredictor:
         self.progress = progress
         self.channels_last = channels_last
         self.mark_invalid = mark_invalid
+        self.enable_grad = enable_grad
 
     # ------------------------------------------------------------------ public API
     def predict_array(self, x: np.ndarray | Cube, *, normalizer: Scaling | None = None,
@@ -203,7 +207,8 @@ class TiledPredictor:
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast_context(self.device, self.amp):
+        grad_ctx = torch.enable_grad() if self.enable_grad else torch.inference_mode()
+        with grad_ctx, autocast_context(self.device, self.amp):
             y = self.fn(x)
         if not isinstance(y, torch.Tensor):
             raise ShapeError(f"the model returned {type(y).__name__}, expected a tensor")
@@ -212,7 +217,7 @@ class TiledPredictor:
                              f"expected ({n}, C_out, {x.shape[2]}, {x.shape[3]})")
         if self.out_channels is not None and y.shape[1] != self.out_channels:
             raise ShapeError(f"the model returned {y.shape[1]} channels, expected {self.out_channels}")
-        y = y[:, :, :h, :w].float().cpu().contiguous()
+        y = y.detach()[:, :, :h, :w].float().cpu().contiguous()
         return y.numpy()
 
 
