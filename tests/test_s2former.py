@@ -84,3 +84,18 @@ def test_mismatched_checkpoint_is_a_model_error():
     model = build_model("s2former-tiny")
     with pytest.raises(ModelError):
         load_into(model, {"conv_first.weight": torch.zeros(1)}, strict=True)
+
+
+def test_unfolded_model_is_data_consistent_at_start():
+    """With zero-initialised output convs every stage is the identity, so the result is the
+    GAP projection of the first estimate: it reproduces the measurement exactly."""
+    from hsirestore.physics.cassi import cassi_forward
+
+    torch.manual_seed(0)
+    model = build_model("s2former-unfolded", stages=2, embed_dim=16, depth=1, num_heads=2)
+    x = torch.rand(1, 28, 16, 16)
+    mask = torch.rand(1, 1, 16, 16) * 0.9 + 0.1
+    y = cassi_forward(x[0], mask[0, 0])[None]
+    out, inter = model(torch.zeros_like(x), mask, y)
+    assert out.shape == x.shape and len(inter) == 1
+    torch.testing.assert_close(cassi_forward(out[0], mask[0, 0]), y[0], rtol=1e-4, atol=1e-4)

@@ -344,3 +344,77 @@ def official_key_map(state_dict: dict) -> dict:
 def is_official_checkpoint(state_dict: dict) -> bool:
     keys = state_dict.get("model_weights", state_dict).keys()
     return any(k.startswith("module.") for k in keys) or "model_weights" in state_dict
+
+
+def _shift_stack(x: torch.Tensor, step: int) -> torch.Tensor:
+    """sum_k shift(x_k, step*k): (N, B, H, W) -> (N, H, W + step*(B-1))."""
+    n, b, h, w = x.shape
+    y = x.new_zeros(n, h, w + step * (b - 1))
+    for k in range(b):
+        y[:, :, step * k : step * k + w] += x[:, k]
+    return y
+
+
+def _unshift(y: torch.Tensor, bands: int, step: int) -> torch.Tensor:
+    """(N, H, W') -> (N, B, H, W) with band k = y[..., step*k : step*k + W]."""
+    w = y.shape[-1] - step * (bands - 1)
+    return torch.stack([y[:, :, step * k : step * k + w] for k in range(bands)], dim=1)
+
+
+class UnfoldedS2Transformer(nn.Module):
+    """S2-Transformer stages unrolled inside generalized alternating projection (GAP).
+
+    x_0 = A^T(y / Phi); for each stage k: x <- x + A^T((y - A x) / Phi) (projection onto
+    the measurement, skipped for k = 0), then x <- S2_k(x, mask), a compact S2-Transformer
+    (parallel spatial/spectral attention, mask-modulated Q/K) used as the stage's prior.
+    Phi = diag(A A^T). The physics carries the spectral unmixing, so the learned stages only
+    have to remove aliasing artefacts: this trains far faster than the single-pass model.
+
+    forward(x (N, B, H, W), mask (N, 1, H, W), meas (N, H, W + step*(B-1))) ->
+    (cube (N, B, H, W), [stage outputs before the last]). ``x`` (the single-pass input) is
+    only used for its shape; ``meas`` is the measurement on the cube's scale.
+    """
+
+    def __init__(self, in_chans: int = 28, stages: int = 3, embed_dim: int = 32, depth: int = 2,
+                 num_heads: int = 4, window_size: int = 8, mlp_ratio: float = 2.0,
+                 spe_dim_head: int = 8, step: int = 2, mask_norm: str = "channel",
+                 aux_head: bool = False):
+        super().__init__()
+        self.bands = in_chans
+        self.step = step
+        self.window_size = window_size
+        self.size_multiple = window_size
+        self.stages = nn.ModuleList([
+            S2Transformer(in_chans, embed_dim, (depth,), (num_heads,), window_size, mlp_ratio,
+                          spe_dim_head, mask_norm)
+            for _ in range(stages)
+        ])
+        self.aux = None
+        if aux_head:
+            self.aux = nn.Sequential(
+                nn.Conv2d(in_chans + 1, 32, 3, 1, 1), nn.GELU(), nn.Conv2d(32, in_chans, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, meas: torch.Tensor | None = None):
+        if meas is None:
+            raise ValueError("UnfoldedS2Transformer needs the measurement (meas=...)")
+        b = self.bands
+        m2 = (mask * mask).expand(-1, b, -1, -1)
+        phi = _shift_stack(m2, self.step).clamp_min(1e-6)
+        est = _unshift(meas / phi, b, self.step) * mask
+        outs = []
+        for k, stage in enumerate(self.stages):
+            if k > 0:
+                resid = meas - _shift_stack(est * mask, self.step)
+                est = est + _unshift(resid / phi, b, self.step) * mask
+            est, _ = stage(est, mask)
+            outs.append(est)
+        return est, outs[:-1]
+
+    def predict_coded(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.aux is None:
+            raise RuntimeError("model built without aux_head")
+        return self.aux(torch.cat([x, mask], dim=1))
+
+
+def build_unfolded_s2former(**config) -> UnfoldedS2Transformer:
+    return UnfoldedS2Transformer(**config)

@@ -38,3 +38,15 @@ register_model(ModelSpec(
     description="test configuration (untrained)",
     reference=_REF,
 ))
+
+register_model(ModelSpec(
+    name="s2former-unfolded",
+    task="cassi",
+    builder="hsirestore.models.s2former:build_unfolded_s2former",
+    config=dict(in_chans=28, stages=3, embed_dim=32, depth=2, num_heads=4, window_size=8,
+                mlp_ratio=2.0, spe_dim_head=8, step=2, mask_norm="channel"),
+    bands=28, wavelengths=CASSI_WAVELENGTHS_28, size_multiple=8,
+    weights="s2former-unfolded.safetensors",
+    description="compact S2-Transformer stages unrolled in GAP (shipped weights)",
+    reference=_REF,
+))

@@ -116,16 +116,26 @@ def simulate(x: torch.Tensor, mask: torch.Tensor, bands: int, step: int, shot_no
 
 
 def normalised_input(y: torch.Tensor, mask: torch.Tensor, bands: int, step: int,
-                     jitter: torch.Tensor | None = None):
-    """(model input (N, bands, H, W), scales (N,)) with each measurement scaled so that its
-    estimated mean intensity is TRAIN_MEAN (times ``jitter`` (N,) when given)."""
+                     jitter: torch.Tensor | None = None, return_meas: bool = False):
+    """(model input (N, bands, H, W), scales (N,)[, normalised measurements (N, H, W')])
+    with each measurement scaled so that its estimated mean intensity is TRAIN_MEAN (times
+    ``jitter`` (N,) when given)."""
     scales = torch.tensor([mean_intensity(y[i], mask[i], bands) / TRAIN_MEAN for i in range(y.shape[0])],
                           dtype=y.dtype).clamp_min(1e-8)
     if jitter is not None:
         scales = scales * jitter
     yn = y / scales[:, None, None]
     xin = torch.stack([model_input(yn[i], mask[i], bands, step) for i in range(y.shape[0])])
+    if return_meas:
+        return xin, scales, yn
     return xin, scales
+
+
+def _run(model, xin, mask4, meas):
+    """Call single-pass (x, mask) or unfolded (x, mask, meas) models alike."""
+    if getattr(model, "stages", None) is not None:
+        return model(xin, mask4, meas)
+    return model(xin, mask4)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -147,8 +157,8 @@ def validate(model, data_dir: Path, bands: int = 28, step: int = 2) -> dict:
         cube, w = load_cave_scene(path)
         x = torch.from_numpy(np.ascontiguousarray(centre_crop(interpolate_bands(cube, w, wl), 256)))[None]
         y = simulate(x, mask[None], bands, step)
-        xin, s = normalised_input(y, mask[None], bands, step)
-        pred, _ = model(xin, mask[None, None])
+        xin, s, yn = normalised_input(y, mask[None], bands, step, return_meas=True)
+        pred, _ = _run(model, xin, mask[None, None], yn)
         out[path.stem] = psnr((pred * s[:, None, None, None]).clamp(0, 1), x)
     model.train()
     out["mean"] = float(np.mean(list(out.values()))) if out else float("nan")
@@ -213,10 +223,10 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
         x, mask = data.batch()
         y = simulate(x, mask, cfg.bands, cfg.step, cfg.shot_noise)
         jitter = torch.exp((torch.rand(x.shape[0]) * 2 - 1) * cfg.scale_jitter)
-        xin, s = normalised_input(y, mask, cfg.bands, cfg.step, jitter)
+        xin, s, yn = normalised_input(y, mask, cfg.bands, cfg.step, jitter, return_meas=True)
         target = x / s[:, None, None, None]
         m4 = mask[:, None]
-        pred, pins = model(xin, m4)
+        pred, pins = _run(model, xin, m4, yn)
         err = (pred - target).abs()
         loss_aux = torch.zeros(())
         weight = None
