@@ -1,0 +1,168 @@
+"""Cube I/O (never imports torch): ENVI, GeoTIFF/TIFF, MATLAB .mat (v5, v7.3), HDF5, RGB.
+
+``read_cube`` / ``write_cube`` dispatch on the suffix (and magic bytes where the suffix is
+not decisive); ``open_cube`` / ``create_cube`` stream windows for ENVI and GeoTIFF.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hsirestore.errors import FormatError
+from hsirestore.io.cube import ArraySink, ArraySource, Cube, CubeSink, CubeSource
+from hsirestore.io.rgb import RGB_SUFFIXES, read_rgb, write_rgb
+
+__all__ = ["Cube", "CubeSource", "CubeSink", "read_cube", "write_cube", "open_cube",
+           "create_cube", "read_rgb", "write_rgb", "detect_format", "output_paths"]
+
+_SUFFIX = {".hdr": "envi", ".img": "envi", ".dat": "envi", ".raw": "envi", ".bsq": "envi",
+           ".bil": "envi", ".bip": "envi", ".tif": "tiff", ".tiff": "tiff", ".mat": "mat",
+           ".h5": "hdf5", ".hdf5": "hdf5", ".he5": "hdf5", ".hdf": "hdf5",
+           ".png": "rgb", ".jpg": "rgb", ".jpeg": "rgb"}
+
+
+def detect_format(path) -> str:
+    """'envi', 'tiff', 'mat', 'hdf5' or 'rgb' from the suffix, checked by magic bytes."""
+    from hsirestore.io.hdf5 import split_path
+
+    file, _ = split_path(path)
+    fmt = _SUFFIX.get(file.suffix.lower())
+    if fmt is None and file.exists():
+        head = file.read_bytes()[:8] if file.is_file() else b""
+        if head.startswith(b"\x89HDF"):
+            fmt = "hdf5"
+        elif head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            fmt = "tiff"
+        elif head.startswith(b"MATLAB"):
+            fmt = "mat"
+        elif head.startswith(b"ENVI"):
+            fmt = "envi"
+        elif file.with_suffix(".hdr").exists() or Path(str(file) + ".hdr").exists():
+            fmt = "envi"
+    if fmt is None:
+        raise FormatError(f"{path}: unknown format (supported: ENVI .hdr, GeoTIFF .tif, .mat, "
+                          ".h5, and .png/.jpg for RGB)")
+    return fmt
+
+
+def read_cube(path, *, var: str | None = None, layout: str | None = None) -> Cube:
+    """Read a cube as float32 (bands, rows, cols) with its metadata."""
+    fmt = detect_format(path)
+    if fmt == "envi":
+        from hsirestore.io.envi import read_envi
+
+        return read_envi(path)
+    if fmt == "tiff":
+        from hsirestore.io.geotiff import read_tiff
+
+        return read_tiff(path, layout)
+    if fmt == "mat":
+        from hsirestore.io.matfile import read_mat
+
+        if not Path(path).exists():
+            raise FormatError(f"{path}: file not found")
+        return read_mat(path, var, layout)
+    if fmt == "hdf5":
+        from hsirestore.io.hdf5 import read_hdf5
+
+        return read_hdf5(path, var, layout)
+    return read_rgb(path)
+
+
+def output_paths(path) -> list[Path]:
+    """Every file ``write_cube(path)`` will create (ENVI writes a header and a data file)."""
+    from hsirestore.io.hdf5 import split_path
+
+    fmt = detect_format(path)
+    if fmt == "envi":
+        from hsirestore.io.envi import envi_paths
+
+        return list(envi_paths(Path(path)))
+    return [split_path(path)[0]]
+
+
+def write_cube(cube: Cube, path, *, force: bool = False, dtype: str | None = None) -> list[Path]:
+    """Write atomically by suffix; refuses to overwrite without ``force``. Returns the files."""
+    fmt = detect_format(path)
+    if fmt == "envi":
+        from hsirestore.io.envi import write_envi
+
+        return write_envi(cube, path, force, dtype)
+    if fmt == "tiff":
+        from hsirestore.io.geotiff import write_geotiff
+
+        return write_geotiff(cube, path, force, dtype)
+    if fmt == "mat":
+        from hsirestore.io.matfile import write_mat
+
+        return write_mat(cube, path, force, dtype)
+    if fmt == "hdf5":
+        from hsirestore.io.hdf5 import write_hdf5
+
+        return write_hdf5(cube, path, force, dtype)
+    if cube.bands != 3:
+        raise FormatError(f"{path}: PNG/JPEG hold 3-band RGB images; this cube has {cube.bands} bands")
+    return write_rgb(cube.data, path, force, bits=16 if dtype == "uint16" else 8)
+
+
+class _FileSource:
+    def __init__(self, f, meta: Cube, shape):
+        self._f = f
+        self.meta = meta
+        self.shape = tuple(shape)
+
+    def read_window(self, r0, r1, c0, c1) -> np.ndarray:
+        return self._f.window(r0, r1, c0, c1)
+
+    def close(self) -> None:
+        if hasattr(self._f, "close"):
+            self._f.close()
+
+
+def open_cube(path, *, var: str | None = None, layout: str | None = None) -> CubeSource:
+    """A window reader: memory-mapped for ENVI, rasterio windows for GeoTIFF, in-memory else.
+
+    NaN/Inf in windows are returned as they are in the file; predictors fill them.
+    """
+    fmt = detect_format(path)
+    if fmt == "envi":
+        from hsirestore.io.envi import EnviFile
+
+        f = EnviFile(path)
+        return _FileSource(f, f.metadata_cube(), f.shape)
+    if fmt == "tiff":
+        from hsirestore.io.geotiff import GeoTiffFile, _is_page_stack
+
+        if not _is_page_stack(Path(path)):
+            f = GeoTiffFile(path)
+            return _FileSource(f, f.meta, f.shape)
+    return ArraySource(read_cube(path, var=var, layout=layout))
+
+
+class _BufferedSink(ArraySink):
+    """Buffers in memory, writes with write_cube on commit (formats without window writes)."""
+
+    def __init__(self, path, meta: Cube, shape, force, dtype):
+        from hsirestore.io.atomic import check_writable
+
+        check_writable(output_paths(path), force)
+        super().__init__(shape)
+        self.path, self.meta, self.force, self.dtype = path, meta, force, dtype
+
+    def commit(self) -> None:
+        write_cube(self.meta.with_data(self.data), self.path, force=self.force, dtype=self.dtype)
+
+
+def create_cube(path, meta: Cube, shape, *, force: bool = False, dtype: str | None = None) -> CubeSink:
+    """A window writer for ``shape`` (bands, rows, cols); call commit() to publish it."""
+    fmt = detect_format(path)
+    if fmt == "envi":
+        from hsirestore.io.envi import EnviSink
+
+        return EnviSink(path, meta, shape, force, dtype)
+    if fmt == "tiff":
+        from hsirestore.io.geotiff import GeoTiffSink
+
+        return GeoTiffSink(path, meta, shape, force, dtype)
+    return _BufferedSink(path, meta, shape, force, dtype)

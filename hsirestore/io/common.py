@@ -1,0 +1,71 @@
+"""Helpers shared by the format modules: valid masks, layout detection, dtype casts."""
+from __future__ import annotations
+
+import numpy as np
+
+from hsirestore.errors import AmbiguousInputError, FormatError
+
+LAYOUTS = ("bands-first", "bands-last")
+
+
+def valid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray | None:
+    """(rows, cols) bool: True where every band is finite and not ``nodata``; None if all."""
+    bad = ~np.isfinite(data).all(axis=0)
+    if nodata is not None and np.isfinite(nodata):
+        bad |= (data == np.float32(nodata)).all(axis=0)
+    return None if not bad.any() else ~bad
+
+
+def clean(data: np.ndarray, nodata: float | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """float32 data with NaN/Inf replaced by 0, plus the valid mask.
+
+    Rule (documented in the README): a pixel is invalid when any band is NaN/Inf or when all
+    bands equal the file's nodata value; invalid pixels keep their (zeroed) values in
+    ``Cube.data`` and are flagged False in ``Cube.valid``.
+    """
+    data = np.asarray(data, dtype=np.float32)
+    valid = valid_mask(data, nodata)
+    if not np.isfinite(data).all():
+        data = np.where(np.isfinite(data), data, np.float32(0))
+    return data, valid
+
+
+def to_bands_first(arr: np.ndarray, layout: str | None, source: str) -> np.ndarray:
+    """Reorder a 3-D array to (bands, rows, cols).
+
+    ``layout`` None: the band axis is taken to be the smallest axis when it is strictly
+    smaller than the two others and the array is either (bands, rows, cols) or
+    (rows, cols, bands); anything else is ambiguous and must be given with --layout.
+    """
+    if arr.ndim == 2:
+        return arr[None]
+    if arr.ndim != 3:
+        raise FormatError(f"{source}: expected a 2-D or 3-D array, got shape {arr.shape}")
+    if layout is None:
+        a, b, c = arr.shape
+        if a < b and a < c:
+            layout = "bands-first"
+        elif c < a and c < b:
+            layout = "bands-last"
+        else:
+            raise AmbiguousInputError(
+                f"{source}: cannot tell the band axis of shape {arr.shape}; "
+                "pass --layout bands-first or --layout bands-last")
+    if layout == "bands-first":
+        return arr
+    if layout == "bands-last":
+        return np.moveaxis(arr, -1, 0)
+    raise FormatError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+
+
+def cast_for_writing(data: np.ndarray, dtype: str | None) -> np.ndarray:
+    """float32 data -> the requested dtype (round and clip for integers)."""
+    if dtype is None or np.dtype(dtype) == np.float32:
+        return np.ascontiguousarray(data, dtype=np.float32)
+    dt = np.dtype(dtype)
+    if dt.kind in "ui":
+        info = np.iinfo(dt)
+        return np.clip(np.rint(data), info.min, info.max).astype(dt)
+    if dt.kind == "f":
+        return data.astype(dt)
+    raise FormatError(f"cannot write data type {dtype}")
