@@ -1,0 +1,4 @@
+"""Metrics (numpy) and report writers."""
+from hsirestore.metrics.core import (CONVENTIONS, compute_metrics, ergas, mpsnr, mrae, mssim,  # noqa: F401
+                                     psnr_global, psnr_per_band, rmse, sam_deg, ssim_per_band)
+from hsirestore.metrics.report import report_paths, write_report  # noqa: F401
