@@ -7,6 +7,7 @@ the file.
 """
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
@@ -67,6 +68,19 @@ def _list(value) -> list[str] | None:
     return [v for v in items if v != ""]
 
 
+def release_mapped_pages(mm: np.memmap) -> None:
+    """Unmap the pages of ``mm`` this process has touched so they stop counting in its RSS
+    (streamed cubes would otherwise grow RSS to the file size). The data stay in the page
+    cache; dirty pages of a shared writable map are kept for writeback (Linux semantics of
+    MADV_DONTNEED on MAP_SHARED file mappings). No-op where madvise is unavailable."""
+    m = getattr(mm, "_mmap", None)
+    if m is not None and hasattr(m, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            m.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
+
+
 class EnviFile:
     """An opened ENVI file: header facts plus a memory map of the data (no full read)."""
 
@@ -118,7 +132,9 @@ class EnviFile:
             block = self.raw[r0:r1, :, c0:c1].transpose(1, 0, 2)
         else:
             block = self.raw[r0:r1, c0:c1, :].transpose(2, 0, 1)
-        return np.asarray(block, dtype=np.float32)
+        out = np.array(block, dtype=np.float32)
+        release_mapped_pages(self.raw)
+        return out
 
     def metadata_cube(self) -> Cube:
         """A Cube with metadata and a (bands, 1, 1) placeholder for data."""
@@ -243,6 +259,7 @@ class EnviSink:
     def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
         b, h, w = block.shape
         self.mm[:, r0 : r0 + h, c0 : c0 + w] = cast_for_writing(block, self.dtype.name)
+        release_mapped_pages(self.mm)
 
     def commit(self) -> None:
         from hsirestore.errors import OutputExistsError
