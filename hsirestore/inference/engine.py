@@ -253,6 +253,8 @@ class _LazyArraySink:
 class _Accumulator:
     """Blends tiles arriving in raster order; writes each tile's finished region at once."""
 
+    CHUNK = 16  # channels blended at a time
+
     def __init__(self, rprof, cprof, rows: int, cols: int):
         self.rprof, self.cprof = rprof, cprof
         self.rows, self.cols = rows, cols
@@ -284,24 +286,29 @@ class _Accumulator:
                                  f"{(self.channels, self.rows, self.cols)}")
             if self.carry_h:
                 self.carry = np.zeros((self.channels, self.carry_h, self.cols), np.float64)
-        acc = y.astype(np.float64)
-        acc *= pr[None, :, None]
-        acc *= pc[None, None, :]
-        if j > 0 and pe_c > c:
-            acc[:, :, :pe_c - c] += self.left
-        if i > 0 and pe_r > a:
-            acc[:, :pe_r - a, pe_c - c:] += self.carry[:, :pe_r - a, pe_c:d]
-        done = acc[:, :fr - a, :fc - c]
-        done /= self.wr[a:fr, None]
-        done /= self.wc[None, c:fc]
-        out = done.astype(np.float32)
+        chans = int(y.shape[0])
+        w2d = np.outer(pr, pc)
+        wsum = np.outer(self.wr[a:fr], self.wc[c:fc])
+        out = np.empty((chans, fr - a, fc - c), np.float32)
+        new_left = np.empty((chans, b - a, d - fc), np.float64) if fc < d else None
+        # float64 blending a few channels at a time keeps the transient memory small
+        for b0 in range(0, chans, self.CHUNK):
+            b1 = min(chans, b0 + self.CHUNK)
+            acc = y[b0:b1].astype(np.float64)
+            acc *= w2d
+            if j > 0 and pe_c > c:
+                acc[:, :, :pe_c - c] += self.left[b0:b1]
+            if i > 0 and pe_r > a:
+                acc[:, :pe_r - a, pe_c - c:] += self.carry[b0:b1, :pe_r - a, pe_c:d]
+            out[b0:b1] = acc[:, :fr - a, :fc - c] / wsum
+            if new_left is not None:
+                new_left[b0:b1] = acc[:, :, fc - c:]
+            if fr < b:
+                self.carry[b0:b1, :b - fr, c:fc] = acc[:, fr - a:, :fc - c]
         if bad is not None:
             out[:, bad[:fr - a, :fc - c]] = np.nan
         sink.write_window(a, c, out)
-        del out
-        self.left = acc[:, :, fc - c:].copy() if fc < d else None
-        if fr < b:
-            self.carry[:, :b - fr, c:fc] = acc[:, fr - a:, :fc - c]
+        self.left = new_left
 
 
 class _NoBar:

@@ -68,6 +68,9 @@ def _list(value) -> list[str] | None:
     return [v for v in items if v != ""]
 
 
+_CHUNK = 16  # bands (or rows) mapped at a time by windowed reads/writes
+
+
 def release_mapped_pages(mm: np.memmap) -> None:
     """Unmap the pages of ``mm`` this process has touched so they stop counting in its RSS
     (streamed cubes would otherwise grow RSS to the file size). The data stay in the page
@@ -126,14 +129,21 @@ class EnviFile:
 
     def window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """float32 (bands, r1-r0, c1-c0), native byte order."""
+        out = np.empty((self.shape[0], r1 - r0, c1 - c0), np.float32)
+        # copy a few bands (BSQ) or rows (BIL/BIP) at a time and unmap them at once, so a
+        # window never maps more than a small slice of the file
         if self.interleave == "bsq":
-            block = self.raw[:, r0:r1, c0:c1]
-        elif self.interleave == "bil":
-            block = self.raw[r0:r1, :, c0:c1].transpose(1, 0, 2)
+            for b0 in range(0, self.shape[0], _CHUNK):
+                out[b0:b0 + _CHUNK] = self.raw[b0:b0 + _CHUNK, r0:r1, c0:c1]
+                release_mapped_pages(self.raw)
         else:
-            block = self.raw[r0:r1, c0:c1, :].transpose(2, 0, 1)
-        out = np.array(block, dtype=np.float32)
-        release_mapped_pages(self.raw)
+            for s0 in range(r0, r1, _CHUNK):
+                s1 = min(r1, s0 + _CHUNK)
+                if self.interleave == "bil":
+                    out[:, s0 - r0:s1 - r0] = self.raw[s0:s1, :, c0:c1].transpose(1, 0, 2)
+                else:
+                    out[:, s0 - r0:s1 - r0] = self.raw[s0:s1, c0:c1, :].transpose(2, 0, 1)
+                release_mapped_pages(self.raw)
         return out
 
     def metadata_cube(self) -> Cube:
@@ -258,8 +268,10 @@ class EnviSink:
 
     def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
         b, h, w = block.shape
-        self.mm[:, r0 : r0 + h, c0 : c0 + w] = cast_for_writing(block, self.dtype.name)
-        release_mapped_pages(self.mm)
+        for b0 in range(0, b, _CHUNK):
+            self.mm[b0 : b0 + _CHUNK, r0 : r0 + h, c0 : c0 + w] = cast_for_writing(
+                block[b0 : b0 + _CHUNK], self.dtype.name)
+            release_mapped_pages(self.mm)
 
     def commit(self) -> None:
         from hsirestore.errors import OutputExistsError
