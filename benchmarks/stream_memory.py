@@ -5,9 +5,12 @@ pushes it through ``TiledPredictor.predict_stream`` with an identity model, chec
 against the input on sampled windows (or everywhere with --verify-full) and prints peak RSS
 (getrusage ru_maxrss and /proc/self/status VmHWM), seconds and MB/s. Target: peak RSS < 1.5 GB.
 
-I/O goes through ``hsirestore.io.open_cube`` / ``hsirestore.io.create_cube`` when they exist;
-``--local-io`` (or their absence) uses the minimal ENVI reader/writer below, which maps the
-file only for the duration of each window so that mapped pages do not accumulate in RSS.
+I/O goes through ``hsirestore.io.open_cube`` / ``hsirestore.io.create_cube``; ``--local-io``
+uses the minimal ENVI reader/writer below instead (it maps 16 bands of the file at a time, only
+for the duration of each window, so that mapped file pages do not accumulate in RSS).
+
+Measured here (2 shared CPU cores, 2048 x 2048 x 200 float32, tile 256, overlap 32, batch 4,
+hsirestore.io ENVI): peak RSS 857 MiB, 32.6 s, 103 MB/s, every pixel identical.
 
     python benchmarks/stream_memory.py --rows 512 --cols 512 --bands 50   # quick
     nice -n 10 python benchmarks/stream_memory.py                          # full size

@@ -297,3 +297,37 @@ def test_cuda_amp_and_identity():
     np.testing.assert_allclose(y, ref, atol=0.05)
     y = TiledPredictor(_identity, tile=32, overlap=8, device="cuda", amp="none").predict_array(x)
     np.testing.assert_array_equal(y, x)
+
+
+def test_stream_through_envi_files_with_scaling_and_nodata(tmp_path):
+    from hsirestore.inference.normalize import cast_to_dtype
+    from hsirestore.io import create_cube, open_cube, read_cube, write_cube
+
+    rng = np.random.default_rng(8)
+    counts = rng.integers(100, 4000, size=(6, 37, 41)).astype(np.float32)
+    counts[:, 4, 9] = np.nan
+    write_cube(Cube(counts, wavelengths=np.linspace(400, 900, 6), source_dtype="float32"),
+               tmp_path / "in.hdr")
+    src = open_cube(tmp_path / "in.hdr")
+    scaling = fit_scaling(src)
+    assert scaling.rule.startswith("auto:percentile")
+    peaks = []
+
+    def fn(t):
+        peaks.append(float(t.max()))
+        return t
+
+    sink = create_cube(tmp_path / "out.hdr", src.meta, src.shape)
+    try:
+        TiledPredictor(fn, tile=16, overlap=4, batch_size=3, device="cpu").predict_stream(
+            src, sink, normalizer=scaling)
+        sink.commit()
+    finally:
+        src.close()
+    assert max(peaks) < 1.5
+    out = read_cube(tmp_path / "out.hdr")
+    # the NaN written for the invalid input pixel reads back as invalid
+    assert out.valid is not None and not out.valid[4, 9] and out.valid.sum() == 37 * 41 - 1
+    ok = np.isfinite(counts).all(0)
+    np.testing.assert_allclose(out.data[:, ok], counts[:, ok], rtol=1e-6)
+    np.testing.assert_array_equal(cast_to_dtype(out.data, "uint16")[:, ok], counts[:, ok])
