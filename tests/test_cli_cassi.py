@@ -1,0 +1,90 @@
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+from typer.testing import CliRunner
+
+from hsirestore.cli import app
+from hsirestore.io import Cube, read_cube, write_cube
+from hsirestore.physics.cassi import cassi_forward
+
+B = 8
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.full((B, 16, 24), 0.2, np.float32)
+    x[:, 4:12, 6:18] = np.linspace(0.3, 0.9, B, dtype=np.float32)[:, None, None]
+    mask = (rng.random((16, 24)) > 0.5).astype(np.float32)
+    write_cube(Cube(x, wavelengths=np.linspace(450, 650, B)), tmp_path / "truth.h5")
+    scipy.io.savemat(tmp_path / "mask.mat", {"mask": mask})
+    scipy.io.savemat(tmp_path / "meas.mat", {"meas_real": cassi_forward(x, mask, 2)})
+    return tmp_path
+
+
+def _run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cassi_gaptv_with_preview_and_report(files):
+    out = files / "cube.h5"
+    r = _run("cassi", files / "meas.mat", "--mask", files / "mask.mat", "-o", out, "--method", "gap-tv",
+             "--bands", B, "--iterations", 20, "--preview", "--reference", files / "truth.h5")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["shape"] == [B, 16, 24] and res["mpsnr"] > 15
+    cube = read_cube(out)
+    assert cube.shape == (B, 16, 24) and np.isfinite(cube.data).all()
+    assert (files / "cube.png").exists() and (files / "cube_report.json").exists()
+    # no overwrite without --force
+    r = _run("cassi", files / "meas.mat", "--mask", files / "mask.mat", "-o", out, "--method", "gap-tv",
+             "--bands", B, "--iterations", 2)
+    assert r.exit_code != 0 and "--force" in r.stderr
+
+
+def test_simulate_then_decode_default_output(files):
+    meas = files / "sim.mat"
+    r = _run("simulate-cassi", files / "truth.h5", "--mask", files / "mask.mat", "-o", meas,
+             "--shot-noise", 1000)
+    assert r.exit_code == 0, r.output
+    y = read_cube(meas).data[0]
+    assert y.shape == (16, 24 + 2 * (B - 1))
+    r = _run("cassi", meas, "--mask", files / "mask.mat", "--method", "gap-tv", "--bands", B,
+             "--iterations", 5)
+    assert r.exit_code == 0, r.output
+    assert read_cube(files / "sim_cube.h5").shape == (B, 16, 24)
+
+
+def _one_line_error(r):
+    assert r.exit_code != 0
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in r.output, r.output
+    return lines[0]
+
+
+def test_cassi_errors(files):
+    base = ["cassi", files / "meas.mat", "--mask", files / "mask.mat", "--method", "gap-tv",
+            "--iterations", 2, "-o", files / "o.h5"]
+    # geometry: the default 28 bands do not fit a 16x38 measurement of a 16x24 mask
+    assert "expected" in _one_line_error(_run(*base))
+    assert "step" in _one_line_error(_run(*base, "--bands", B, "--step", 3))
+    # wrong mask variable
+    msg = _one_line_error(_run(*base, "--bands", B, "--mask-var", "nope"))
+    assert "mask" in msg
+    # NaN in the measurement
+    y = scipy.io.loadmat(files / "meas.mat")["meas_real"]
+    y[2, 3] = np.nan
+    scipy.io.savemat(files / "nan.mat", {"meas_real": y})
+    base[1] = files / "nan.mat"
+    assert "NaN" in _one_line_error(_run(*base, "--bands", B))
+    # unknown method
+    _one_line_error(_run("cassi", files / "meas.mat", "--mask", files / "mask.mat", "--method", "x",
+                         "--bands", B, "-o", files / "p.h5"))
+
+
+def test_simulate_errors(files):
+    scipy.io.savemat(files / "small.mat", {"mask": np.ones((8, 8), np.float32)})
+    _one_line_error(_run("simulate-cassi", files / "truth.h5", "--mask", files / "small.mat",
+                         "-o", files / "m.mat"))
