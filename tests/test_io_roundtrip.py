@@ -1,0 +1,233 @@
+"""Round-trip, format detection, ENVI variants and bad-input errors for hsirestore.io."""
+import hashlib
+
+import numpy as np
+import pytest
+
+from hsirestore.errors import AmbiguousInputError, FormatError, OutputError, OutputExistsError
+from hsirestore.io import Cube, create_cube, detect_format, open_cube, read_cube, read_rgb, write_cube, write_rgb
+
+WKT_EPSG = "EPSG:32633"
+
+
+def make_cube(bands=4, rows=9, cols=11, geo=False, nodata=None):
+    rng = np.random.default_rng(1)
+    data = rng.random((bands, rows, cols), dtype=np.float32) * 100
+    return Cube(data, wavelengths=np.linspace(450, 650, bands), wavelength_units="nm",
+                fwhm=np.full(bands, 10.0), nodata=nodata,
+                band_names=[f"b{i}" for i in range(bands)],
+                crs=WKT_EPSG if geo else None,
+                transform=(30.0, 0.0, 500000.0, 0.0, -30.0, 4000000.0) if geo else None)
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("suffix,geo,names", [(".hdr", True, True), (".tif", True, True),
+                                              (".mat", False, False), (".h5", False, True)])
+def test_roundtrip(tmp_path, suffix, geo, names):
+    cube = make_cube(geo=geo, nodata=-9999.0)
+    cube.data[:, 0, 0] = -9999.0
+    files = write_cube(cube, tmp_path / f"c{suffix}")
+    assert all(f.exists() for f in files)
+    back = read_cube(files[0] if suffix != ".hdr" else tmp_path / "c.hdr")
+    assert back.shape == cube.shape
+    np.testing.assert_allclose(back.data[:, 1:, 1:], cube.data[:, 1:, 1:], rtol=1e-6)
+    np.testing.assert_allclose(back.wavelengths, cube.wavelengths)
+    assert back.wavelength_units == "nm"
+    if suffix != ".mat":
+        np.testing.assert_allclose(back.fwhm, cube.fwhm)
+        assert back.nodata == -9999.0
+        assert back.valid is not None and not back.valid[0, 0] and back.valid.sum() == 9 * 11 - 1
+    if geo:
+        assert back.crs and "32633" in back.crs or "UTM" in back.crs
+        np.testing.assert_allclose(back.transform, cube.transform)
+    if names:
+        assert back.band_names == cube.band_names
+
+
+def test_write_refuses_overwrite_and_bad_folder(tmp_path):
+    cube = make_cube()
+    write_cube(cube, tmp_path / "a.tif")
+    with pytest.raises(OutputExistsError):
+        write_cube(cube, tmp_path / "a.tif")
+    write_cube(cube, tmp_path / "a.tif", force=True)
+    with pytest.raises(OutputError):
+        write_cube(cube, tmp_path / "missing" / "a.tif")
+
+
+def test_uint16_dtype_clips_and_rounds(tmp_path):
+    cube = make_cube(bands=2, rows=2, cols=2)
+    cube.data[0, 0, 0] = -5
+    cube.data[0, 0, 1] = 70000
+    cube.data[0, 1, 0] = 2.6
+    write_cube(cube, tmp_path / "u.hdr", dtype="uint16")
+    back = read_cube(tmp_path / "u.hdr")
+    assert back.source_dtype == "uint16"
+    assert back.data[0, 0, 0] == 0 and back.data[0, 0, 1] == 65535 and back.data[0, 1, 0] == 3
+
+
+def _raw_envi(tmp_path, arr, interleave, code, order="<", offset=0, extra=""):
+    b, r, c = arr.shape
+    layout = {"bsq": arr, "bil": arr.transpose(1, 0, 2), "bip": arr.transpose(1, 2, 0)}[interleave]
+    dt = np.dtype({1: "u1", 2: "i2", 3: "i4", 4: "f4", 5: "f8", 12: "u2", 13: "u4",
+                   14: "i8", 15: "u8"}[code]).newbyteorder(order)
+    (tmp_path / "e.img").write_bytes(b"\0" * offset + np.ascontiguousarray(layout).astype(dt).tobytes())
+    (tmp_path / "e.hdr").write_text(
+        f"ENVI\nsamples = {c}\nlines = {r}\nbands = {b}\nheader offset = {offset}\n"
+        f"data type = {code}\ninterleave = {interleave}\nbyte order = {1 if order == '>' else 0}\n"
+        f"wavelength units = Micrometers\nwavelength = {{{', '.join(str(0.4 + 0.1 * i) for i in range(b))}}}\n"
+        + extra)
+    return tmp_path / "e.hdr"
+
+
+@pytest.mark.parametrize("interleave", ["bsq", "bil", "bip"])
+@pytest.mark.parametrize("code", [1, 2, 3, 4, 5, 12, 13, 14, 15])
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_envi_variants(tmp_path, interleave, code, order):
+    arr = np.arange(3 * 4 * 5).reshape(3, 4, 5) % 250
+    hdr = _raw_envi(tmp_path, arr, interleave, code, order, offset=16)
+    before = sha(tmp_path / "e.img")
+    cube = read_cube(hdr)
+    np.testing.assert_array_equal(cube.data, arr.astype(np.float32))
+    assert cube.data.dtype == np.float32 and cube.data.dtype.isnative
+    assert cube.wavelengths.size == 3 and cube.wavelength_units
+    src = open_cube(hdr)
+    np.testing.assert_array_equal(src.read_window(1, 3, 2, 5), arr[:, 1:3, 2:5])
+    src.close()
+    assert sha(tmp_path / "e.img") == before
+
+
+def test_envi_nodata_and_nan(tmp_path):
+    arr = np.ones((2, 3, 3), np.float32)
+    arr[:, 0, 0] = -1
+    arr[1, 2, 2] = np.nan
+    hdr = _raw_envi(tmp_path, arr, "bsq", 4, extra="data ignore value = -1\n")
+    cube = read_cube(hdr)
+    assert cube.nodata == -1
+    assert cube.valid.sum() == 7 and not cube.valid[0, 0] and not cube.valid[2, 2]
+    assert np.isfinite(cube.data).all() and cube.data[1, 2, 2] == 0
+
+
+def test_envi_errors(tmp_path):
+    arr = np.ones((2, 3, 3), np.float32)
+    hdr = _raw_envi(tmp_path, arr, "bsq", 4)
+    (tmp_path / "e.img").write_bytes((tmp_path / "e.img").read_bytes()[:-4])
+    with pytest.raises(FormatError, match="truncated"):
+        read_cube(hdr)
+    (tmp_path / "e.img").unlink()
+    with pytest.raises(FormatError, match="without its data file"):
+        read_cube(hdr)
+    hdr = _raw_envi(tmp_path, arr, "bsq", 4)
+    hdr.write_text(hdr.read_text().replace("data type = 4", "data type = 7"))
+    with pytest.raises(FormatError, match="data type"):
+        read_cube(hdr)
+    hdr.write_text(hdr.read_text().replace("data type = 7", "data type = 6"))
+    with pytest.raises(FormatError, match="complex"):
+        read_cube(hdr)
+
+
+def test_detect_format(tmp_path):
+    assert detect_format(tmp_path / "x.hdr") == "envi"
+    assert detect_format(tmp_path / "x.mat") == "mat"
+    assert detect_format(str(tmp_path / "x.h5") + ":/cube") == "hdf5"
+    assert detect_format(tmp_path / "x.png") == "rgb"
+    write_cube(make_cube(), tmp_path / "a.h5")
+    (tmp_path / "noext").write_bytes((tmp_path / "a.h5").read_bytes())
+    assert detect_format(tmp_path / "noext") == "hdf5"
+    (tmp_path / "junk.xyz").write_bytes(b"hello")
+    with pytest.raises(FormatError, match="unknown format"):
+        detect_format(tmp_path / "junk.xyz")
+
+
+def test_mat_variants_and_ambiguity(tmp_path):
+    import h5py
+    import scipy.io
+
+    a = np.random.default_rng(0).random((8, 9, 3)).astype(np.float32)  # rows, cols, bands
+    scipy.io.savemat(tmp_path / "one.mat", {"rad": a, "wavelengths": np.array([400.0, 500, 600])})
+    c = read_cube(tmp_path / "one.mat")
+    np.testing.assert_allclose(c.data, np.moveaxis(a, -1, 0))
+    np.testing.assert_allclose(c.wavelengths, [400, 500, 600])
+    scipy.io.savemat(tmp_path / "two.mat", {"a": a, "b": a})
+    with pytest.raises(AmbiguousInputError, match="a, b|'a'"):
+        read_cube(tmp_path / "two.mat")
+    np.testing.assert_allclose(read_cube(tmp_path / "two.mat", var="b").data, c.data)
+    scipy.io.savemat(tmp_path / "mask.mat", {"mask": a[..., 0]})
+    assert read_cube(tmp_path / "mask.mat").shape == (1, 8, 9)
+    scipy.io.savemat(tmp_path / "sq.mat", {"x": np.zeros((5, 5, 5))})
+    with pytest.raises(AmbiguousInputError, match="--layout"):
+        read_cube(tmp_path / "sq.mat")
+    assert read_cube(tmp_path / "sq.mat", layout="bands-last").shape == (5, 5, 5)
+    # v7.3 = HDF5 with reversed axes: MATLAB (rows, cols, bands) is stored (bands, cols, rows)
+    with h5py.File(tmp_path / "v73.mat", "w", userblock_size=512) as f:
+        f["cube"] = a.T
+    with open(tmp_path / "v73.mat", "r+b") as fh:
+        fh.write(b"MATLAB 7.3 MAT-file".ljust(116) + b"\0" * 8 + b"\x00\x02IM")
+    np.testing.assert_allclose(read_cube(tmp_path / "v73.mat").data, c.data)
+
+
+def test_hdf5_cave_layout_and_dataset_path(tmp_path):
+    import h5py
+
+    raw = (np.arange(3 * 4 * 5).reshape(3, 4, 5) * 60).astype(np.uint16)
+    with h5py.File(tmp_path / "cave.h5", "w") as f:
+        f["cube"] = raw
+        f["cube"].attrs["scale"] = 1 / 4095
+        f["wavelength_nm"] = np.array([400.0, 410, 420])
+        f.create_group("g")["other"] = np.zeros((2, 4, 5), np.float32)
+    c = read_cube(str(tmp_path / "cave.h5") + ":/cube")
+    np.testing.assert_allclose(c.data, raw / 4095, rtol=1e-6)
+    assert c.data.max() <= 1 and c.source_dtype == "uint16"
+    np.testing.assert_allclose(c.wavelengths, [400, 410, 420])
+    assert read_cube(str(tmp_path / "cave.h5") + ":/g/other").shape == (2, 4, 5)
+
+
+def test_streaming_envi_and_geotiff(tmp_path):
+    cube = make_cube(bands=3, rows=20, cols=16, geo=True)
+    for name in ("s.hdr", "s.tif"):
+        sink = create_cube(tmp_path / name, cube, cube.shape)
+        for r0 in range(0, 20, 7):
+            sink.write_window(r0, 0, cube.data[:, r0:r0 + 7, :])
+        assert not (tmp_path / name).exists()
+        sink.commit()
+        src = open_cube(tmp_path / name)
+        assert src.shape == cube.shape
+        np.testing.assert_allclose(src.read_window(3, 15, 2, 9), cube.data[:, 3:15, 2:9])
+        np.testing.assert_allclose(src.meta.wavelengths, cube.wavelengths)
+        src.close()
+
+
+def test_tiff_page_stack(tmp_path):
+    import tifffile
+
+    a = np.random.default_rng(0).random((4, 6, 7)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "p.tif", a, photometric="minisblack")
+    np.testing.assert_allclose(read_cube(tmp_path / "p.tif").data, a)
+
+
+def test_rgb_8_and_16_bit(tmp_path):
+    rgb = np.random.default_rng(0).random((3, 5, 6)).astype(np.float32)
+    write_rgb(rgb, tmp_path / "a.png", bits=16)
+    c = read_rgb(tmp_path / "a.png")
+    assert c.source_dtype == "uint16" and c.shape == (3, 5, 6)
+    np.testing.assert_allclose(c.data, np.round(rgb * 65535) / 65535, atol=1e-6)
+    write_rgb(rgb, tmp_path / "b.png")
+    c8 = read_rgb(tmp_path / "b.png")
+    assert c8.source_dtype == "uint8"
+    np.testing.assert_allclose(c8.data, rgb, atol=1 / 255)
+
+
+def test_rgb_exif_orientation(tmp_path):
+    from PIL import Image
+
+    arr = np.zeros((4, 6, 3), np.uint8)
+    arr[0, 0] = 255  # top-left red
+    img = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    img.save(tmp_path / "o.jpg", exif=exif, quality=100)
+    c = read_rgb(tmp_path / "o.jpg")
+    assert c.shape == (3, 6, 4)
+    assert c.data[0, 0, -1] > 0.8  # the red corner is now top-right
