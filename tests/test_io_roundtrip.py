@@ -133,6 +133,7 @@ def test_detect_format(tmp_path):
     assert detect_format(tmp_path / "x.mat") == "mat"
     assert detect_format(str(tmp_path / "x.h5") + ":/cube") == "hdf5"
     assert detect_format(tmp_path / "x.png") == "rgb"
+    assert detect_format(tmp_path / "x.tif") == "geotiff"
     write_cube(make_cube(), tmp_path / "a.h5")
     (tmp_path / "noext").write_bytes((tmp_path / "a.h5").read_bytes())
     assert detect_format(tmp_path / "noext") == "hdf5"
@@ -205,6 +206,9 @@ def test_tiff_page_stack(tmp_path):
     a = np.random.default_rng(0).random((4, 6, 7)).astype(np.float32)
     tifffile.imwrite(tmp_path / "p.tif", a, photometric="minisblack")
     np.testing.assert_allclose(read_cube(tmp_path / "p.tif").data, a)
+    assert detect_format(tmp_path / "p.tif") == "tiff"
+    write_cube(make_cube(geo=True), tmp_path / "g.tif")
+    assert detect_format(tmp_path / "g.tif") == "geotiff"
 
 
 def test_rgb_8_and_16_bit(tmp_path):
@@ -231,3 +235,26 @@ def test_rgb_exif_orientation(tmp_path):
     c = read_rgb(tmp_path / "o.jpg")
     assert c.shape == (3, 6, 4)
     assert c.data[0, 0, -1] > 0.8  # the red corner is now top-right
+
+
+@pytest.mark.parametrize("suffix", [".hdr", ".tif", ".mat", ".h5", ".png"])
+def test_inputs_never_modified(tmp_path, suffix):
+    cube = make_cube(bands=3, geo=suffix == ".tif")
+    if suffix == ".png":
+        cube = Cube(np.clip(cube.data / 100, 0, 1))
+    files = write_cube(cube, tmp_path / f"in{suffix}")
+    before = {f: sha(f) for f in files}
+    src = open_cube(tmp_path / f"in{suffix}")
+    src.read_window(0, 3, 0, 3)
+    src.close()
+    read_cube(tmp_path / f"in{suffix}")
+    assert {f: sha(f) for f in files} == before
+
+
+def test_real_cave_scene(shared_data):
+    path = shared_data / "cave" / "val" / "paints.h5"
+    if not path.exists():
+        pytest.skip("CAVE val scene missing")
+    c = read_cube(path)
+    assert c.shape == (31, 512, 512) and 0 <= c.data.min() and c.data.max() <= 1
+    np.testing.assert_allclose(c.wavelengths[[0, -1]], [400, 700])

@@ -22,8 +22,21 @@ _SUFFIX = {".hdr": "envi", ".img": "envi", ".dat": "envi", ".raw": "envi", ".bsq
            ".png": "rgb", ".jpg": "rgb", ".jpeg": "rgb"}
 
 
+def _has_georef(file: Path) -> bool:
+    """True when the TIFF carries GeoTIFF tags (GeoKeyDirectory / model transform)."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(file) as tf:
+            tags = tf.pages[0].tags
+            return any(t in tags for t in (33550, 33922, 34264, 34735))
+    except Exception:
+        return False
+
+
 def detect_format(path) -> str:
-    """'envi', 'tiff', 'mat', 'hdf5' or 'rgb' from the suffix, checked by magic bytes."""
+    """'envi', 'geotiff' (a .tif with GeoTIFF tags, or one to be written), 'tiff' (plain
+    TIFF), 'mat', 'hdf5' or 'rgb' from the suffix, checked by magic bytes."""
     from hsirestore.io.hdf5 import split_path
 
     file, _ = split_path(path)
@@ -40,6 +53,8 @@ def detect_format(path) -> str:
             fmt = "envi"
         elif file.with_suffix(".hdr").exists() or Path(str(file) + ".hdr").exists():
             fmt = "envi"
+    if fmt == "tiff":
+        fmt = "geotiff" if not file.is_file() or _has_georef(file) else "tiff"
     if fmt is None:
         raise FormatError(f"{path}: unknown format (supported: ENVI .hdr, GeoTIFF .tif, .mat, "
                           ".h5, and .png/.jpg for RGB)")
@@ -53,7 +68,7 @@ def read_cube(path, *, var: str | None = None, layout: str | None = None) -> Cub
         from hsirestore.io.envi import read_envi
 
         return read_envi(path)
-    if fmt == "tiff":
+    if fmt in ("tiff", "geotiff"):
         from hsirestore.io.geotiff import read_tiff
 
         return read_tiff(path, layout)
@@ -89,7 +104,7 @@ def write_cube(cube: Cube, path, *, force: bool = False, dtype: str | None = Non
         from hsirestore.io.envi import write_envi
 
         return write_envi(cube, path, force, dtype)
-    if fmt == "tiff":
+    if fmt in ("tiff", "geotiff"):
         from hsirestore.io.geotiff import write_geotiff
 
         return write_geotiff(cube, path, force, dtype)
@@ -131,7 +146,7 @@ def open_cube(path, *, var: str | None = None, layout: str | None = None) -> Cub
 
         f = EnviFile(path)
         return _FileSource(f, f.metadata_cube(), f.shape)
-    if fmt == "tiff":
+    if fmt in ("tiff", "geotiff"):
         from hsirestore.io.geotiff import GeoTiffFile, _is_page_stack
 
         if not _is_page_stack(Path(path)):
@@ -161,7 +176,7 @@ def create_cube(path, meta: Cube, shape, *, force: bool = False, dtype: str | No
         from hsirestore.io.envi import EnviSink
 
         return EnviSink(path, meta, shape, force, dtype)
-    if fmt == "tiff":
+    if fmt in ("tiff", "geotiff"):
         from hsirestore.io.geotiff import GeoTiffSink
 
         return GeoTiffSink(path, meta, shape, force, dtype)
