@@ -202,6 +202,8 @@ class ParallelSSBlock(nn.Module):
         f = self.ms_conv2(self.ms_conv1(mask))
         if self.mask_norm == "width":  # official: softmax along image columns
             f = f.softmax(-1)
+        elif self.mask_norm == "sigmoid":  # bounded gate in (0, 2), 1 at initialisation
+            f = 2 * torch.sigmoid(f)
         else:  # "channel": per-pixel softmax over channels, rescaled to mean 1
             f = f.softmax(1) * f.shape[1]
         return f.permute(0, 2, 3, 1)

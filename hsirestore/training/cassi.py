@@ -249,7 +249,7 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
         step += 1
         running += loss_rec.item()
         if step % cfg.log_every == 0:
-            rec = {"step": step, "loss": running / cfg.log_every, "aux": float(loss_aux),
+            rec = {"step": step, "loss": running / cfg.log_every, "aux": loss_aux.item(),
                    "lr": sched.get_last_lr()[0], "minutes": (time.time() - t_start) / 60}
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
@@ -269,3 +269,50 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
     checkpoint()
     logf.close()
     return best
+
+
+def _validate_state(name: str, state: dict, cfg: dict) -> dict:
+    """Validation metrics of the weights as shipped (rounded to fp16 first)."""
+    from hsirestore.registry import build_model
+
+    data_dir = shared_data_dir()
+    if not (data_dir / "cave" / "val").is_dir():
+        return {}
+    model = build_model(name, **cfg.get("model_overrides", {}))
+    model.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in state.items()})
+    return {k: round(v, 3) for k, v in validate(model, data_dir).items()}
+
+
+def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
+    """Write the model of a training checkpoint as fp16 safetensors into weights/ and record
+    it in weights/manifest.json (sha256, config, training data, steps, validation metrics).
+    The auxiliary (mask-aware learning) head is left out: it is only used in training."""
+    from hsirestore.registry import get_spec
+    from hsirestore.weights import read_manifest, save_state_dict, weights_dir, write_manifest
+
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = ck["config"]
+    spec = get_spec(cfg["preset"])
+    out_file = Path(out_file) if out_file else weights_dir() / spec.weights
+    state = {k: v for k, v in ck["model"].items() if not k.startswith("aux.")}
+    entry = {
+        "model": spec.name,
+        "config": {**spec.config, **cfg.get("model_overrides", {})},
+        "training_data": "CAVE train split (20 scenes) interpolated to the 28 TSA-Net bands; "
+                         "masks: mask_256.mat and random crops of mask_real_660.mat; "
+                         f"{cfg['patch']}x{cfg['patch']} patches, batch {cfg['batch_size']}",
+        "training": {k: cfg[k] for k in ("steps", "lr", "mask_aware", "shot_noise", "seed")},
+        "steps": ck["step"],
+        "val_metrics": {**_validate_state(spec.name, state, cfg),
+                        "protocol": "3 CAVE val scenes, 256x256 centre crops, 28 bands, "
+                                    "mask_256.mat; per-band PSNR (peak 1) averaged"},
+        "dtype": "float16",
+        "note": note,
+    }
+    sha = save_state_dict(state, out_file, metadata={"model": spec.name, "config": entry["config"],
+                                                      "steps": ck["step"]}, half=True)
+    entry["sha256"] = sha
+    manifest = read_manifest(out_file.parent)
+    manifest.setdefault("files", {})[out_file.name] = entry
+    write_manifest(manifest, out_file.parent)
+    return entry
