@@ -54,8 +54,8 @@ class CassiDecoder:
 
     def __init__(self, method: str = "s2former", model_name: str | None = None,
                  weights=None, device: str = "auto", tile: int | None = 256, overlap: int = 64,
-                 bands: int = 28, step: int = 2, gaptv_iters: int = 100,
-                 gaptv_weight: float = 0.06):
+                 bands: int = 28, step: int = 2, gaptv_iters: int = 120,
+                 gaptv_weight: float = 4.0):
         if method not in METHODS:
             raise OptionError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
         if bands < 2 or step < 1:

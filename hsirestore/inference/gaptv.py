@@ -53,8 +53,8 @@ def tv_denoise(f: torch.Tensor, weight: float, iterations: int = 5, tau: float =
 
 
 @torch.no_grad()
-def gap_tv(y: torch.Tensor, mask: torch.Tensor, bands: int, step: int = 2, iterations: int = 80,
-           tv_weight: float = 0.06, tv_iterations: int = 5, accelerate: bool = True,
+def gap_tv(y: torch.Tensor, mask: torch.Tensor, bands: int, step: int = 2, iterations: int = 120,
+           tv_weight: float = 4.0, tv_iterations: int = 5, accelerate: bool = True,
            callback=None) -> torch.Tensor:
     """Decode a CASSI measurement y (H, W') with mask (H, W) into a cube (bands, H, W).
 
