@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from hsirestore.metrics import (compute_metrics, ergas, mpsnr, mrae, mssim, psnr_global,
+                                psnr_per_band, rmse, sam_deg, ssim_per_band)
+
+
+def test_psnr_known_values():
+    ref = np.zeros((3, 8, 8))
+    pred = ref + 0.1  # MSE 0.01 -> 20 dB at peak 1
+    assert np.allclose(psnr_per_band(pred, ref), 20.0)
+    assert mpsnr(pred, ref) == pytest.approx(20.0)
+    assert psnr_global(pred, ref, data_range=2.0) == pytest.approx(20 + 20 * np.log10(2))
+    pred2 = ref.copy()
+    pred2[0] += 0.1
+    pred2[1] += 0.01
+    # MPSNR averages per-band dB (band 2 is exact -> inf); the global one pools the MSE
+    assert np.isinf(mpsnr(pred2, ref))
+    assert psnr_global(pred2, ref) == pytest.approx(10 * np.log10(1 / ((0.01 + 0.0001) / 3)))
+
+
+def test_identical_cubes():
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 20, 20))
+    assert np.allclose(ssim_per_band(x, x), 1.0)
+    assert sam_deg(x, x) == pytest.approx(0.0, abs=1e-6)
+    assert rmse(x, x) == 0 and ergas(x, x) == 0 and mrae(x, x) == 0
+
+
+def test_ssim_matches_direct_formula_on_constant_shift():
+    """For constant images SSIM reduces to the luminance term (2ab + c1)/(a^2 + b^2 + c1)."""
+    a, b = 0.3, 0.5
+    x, y = np.full((1, 32, 32), a), np.full((1, 32, 32), b)
+    c1 = 0.01**2
+    assert mssim(x, y) == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-6)
+
+
+def test_ssim_penalises_noise_more_than_offset():
+    rng = np.random.default_rng(1)
+    x = np.clip(rng.random((2, 40, 40)), 0, 1)
+    noisy = x + rng.normal(0, 0.2, x.shape)
+    assert mssim(noisy, x) < 0.8 < mssim(x + 0.01, x)
+
+
+def test_sam_degrees_and_zero_pixels():
+    ref = np.zeros((2, 1, 2))
+    ref[:, 0, 0] = [1, 0]
+    pred = np.zeros((2, 1, 2))
+    pred[:, 0, 0] = [1, 1]
+    # pixel 2 is all zero in both: left out
+    assert sam_deg(pred, ref) == pytest.approx(45.0)
+
+
+def test_mrae_ignores_tiny_references_and_valid_mask():
+    ref = np.array([[[0.5, 0.0]]])
+    pred = np.array([[[0.6, 0.3]]])
+    assert mrae(pred, ref) == pytest.approx(0.2)
+    valid = np.array([[True, False]])
+    m = compute_metrics(pred, ref, valid=valid)
+    assert m["rmse"] == pytest.approx(0.1)
+    assert set(m) >= {"mpsnr", "psnr_global", "mssim", "sam_deg", "ergas", "rmse", "mrae", "per_band"}
+
+
+def test_ergas_ratio_scales():
+    rng = np.random.default_rng(2)
+    ref = rng.random((3, 10, 10)) + 0.5
+    pred = ref + 0.05
+    assert ergas(pred, ref, ratio=4) == pytest.approx(4 * ergas(pred, ref, ratio=1))
+
+
+def test_shape_mismatch():
+    with pytest.raises(ValueError):
+        mpsnr(np.zeros((2, 3, 3)), np.zeros((2, 3, 4)))
