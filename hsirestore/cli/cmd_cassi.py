@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import command
+from hsirestore.cli.common import SPECTRA_HELP, command, parse_pixels
 
 
 def _default_output(meas: Path) -> Path:
@@ -46,6 +46,7 @@ def cassi(
     iterations: int = typer.Option(120, help="GAP-TV iterations (120 tuned on CAVE train crops)."),
     reference: Path = typer.Option(None, help="Ground-truth cube: also write a metric report."),
     preview: bool = typer.Option(False, help="Write a false-colour PNG beside the output."),
+    spectra: list[str] = typer.Option(None, help=SPECTRA_HELP),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
 ) -> None:
     import numpy as np
@@ -65,6 +66,7 @@ def cassi(
     check_writable(targets, force)
     y = read_cube(meas, var=var)
     m = read_cube(mask, var=mask_var)
+    pixels = parse_pixels(spectra, m.rows, m.cols) if preview else None
     for path, c, what in ((meas, y, "measurement"), (mask, m, "mask")):
         if c.valid is not None and not c.valid.all():
             raise InvalidValueError(f"{path}: the {what} has {int((~c.valid).sum())} NaN/Inf/nodata "
@@ -83,7 +85,7 @@ def cassi(
     if preview:
         from hsirestore.preview import write_preview
 
-        written += write_preview(cube, png, wavelengths=wl, force=force)
+        written += write_preview(cube, png, wavelengths=wl, pixels=pixels, force=force)
     result = {"input": str(meas), "output": str(output), "method": decoder.describe(),
               "shape": list(cube.shape), "seconds": round(seconds, 3)}
     if reference is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import command
+from hsirestore.cli.common import SPECTRA_HELP, command, parse_pixels
 from hsirestore.physics.degradations import DEGRADATION_TYPES
 
 
@@ -32,6 +32,7 @@ def degrade(
     seed: int = typer.Option(0, help="Random seed."),
     scale_rule: str = typer.Option("auto", help="auto, none, dtype, max, percentile:P or scale:S."),
     preview: bool = typer.Option(False, help="Write a false-colour PNG beside the output."),
+    spectra: list[str] = typer.Option(None, help=SPECTRA_HELP),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
 ) -> None:
     import numpy as np
@@ -44,6 +45,7 @@ def degrade(
     png = dst.with_name(dst.stem + ".png")
     check_writable(output_paths(dst) + ([png] if preview else []), force)
     cube = read_cube(src)
+    pixels = parse_pixels(spectra, cube.rows, cube.cols) if preview else None
     from hsirestore.inference.normalize import fit_scaling
 
     dt = np.dtype(cube.source_dtype or "float32")
@@ -56,5 +58,5 @@ def degrade(
     if preview:
         from hsirestore.preview import write_preview
 
-        write_preview(out.data, png, wavelengths=cube.wavelengths, force=force)
+        write_preview(out.data, png, wavelengths=cube.wavelengths, pixels=pixels, force=force)
     typer.echo(json.dumps({"output": str(dst), **info}))

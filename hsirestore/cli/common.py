@@ -58,3 +58,25 @@ def command(app: typer.Typer, *args, **kwargs) -> Callable:
 
 FORCE_HELP = "Overwrite existing outputs."
 DEVICE_HELP = "Device: auto (CUDA if available), cpu, cuda or cuda:N."
+
+
+SPECTRA_HELP = ("With --preview: also plot the spectra at these pixels, as ROW,COL "
+                "(repeatable), into <output>_spectra.png.")
+
+
+def parse_pixels(values: list[str] | None, rows: int, cols: int) -> list[tuple[int, int]] | None:
+    """['10,20', ...] -> [(10, 20), ...] checked against the image size."""
+    from hsirestore.errors import OptionError
+
+    if not values:
+        return None
+    out = []
+    for v in values:
+        try:
+            r, c = (int(x) for x in v.split(","))
+        except ValueError:
+            raise OptionError(f"--spectra {v!r}: expected ROW,COL") from None
+        if not (0 <= r < rows and 0 <= c < cols):
+            raise OptionError(f"--spectra {v}: outside the {rows}x{cols} image")
+        out.append((r, c))
+    return out
