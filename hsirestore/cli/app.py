@@ -7,10 +7,11 @@ HELP = """Restore hyperspectral images with learned models.
 Examples:
   hsirestore demo out/                                   # synthetic scene, no data needed
   hsirestore info scene.hdr
-  hsirestore denoise noisy.hdr -o clean.hdr --degradation noise:sigma=30
-  hsirestore rgb2hsi photo.png -o cube.tif --tta
-  hsirestore cassi meas.mat --mask mask.mat -o cube.mat --preview
+  hsirestore cassi meas.mat --mask mask.mat -o cube.h5 --preview
+  hsirestore simulate-cassi scene.h5 --mask mask.mat -o meas.mat
+  hsirestore degrade clean.hdr noisy.hdr --degradation blur+noise:sigma=15
   hsirestore evaluate pred.h5 ref.h5 -o report
+  hsirestore models
 """
 
 app = typer.Typer(

@@ -52,3 +52,28 @@ def train_cassi(
                            max_minutes=max_minutes, val_every=val_every, log_every=log_every,
                            ckpt_minutes=ckpt_minutes, seed=seed)
     train(cfg, resume=resume, data_dir=data_dir, log=typer.echo)
+
+
+@command(train_app, "cassi-export", help="""Export a CASSI training checkpoint as shipped weights.
+
+Writes fp16 safetensors into weights/ (or --output) and records sha256, config, training
+data, steps and validation metrics (recomputed on the exported weights when ../shared/data
+is present) in weights/manifest.json.
+
+\b
+Examples:
+  hsirestore train cassi-export runs/cassi/last.pt
+""")
+def export_cassi(
+    checkpoint: Path = typer.Argument(..., help="Training checkpoint (last.pt)."),
+    output: Path = typer.Option(None, "-o", "--output", help="Weights file (default weights/<preset>)."),
+    note: str = typer.Option("", help="Free note stored in the manifest."),
+) -> None:
+    import json
+
+    from hsirestore.training.cassi import export_weights
+
+    if not checkpoint.exists():
+        raise OptionError(f"{checkpoint}: checkpoint not found")
+    entry = export_weights(checkpoint, output, note=note)
+    typer.echo(json.dumps({k: entry[k] for k in ("model", "steps", "sha256", "val_metrics")}))
