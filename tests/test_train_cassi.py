@@ -58,3 +58,23 @@ def test_training_reduces_loss(tmp_path):
     train(cfg, data_dir=tmp_path / "data", log=lambda *_: None)
     losses = [json.loads(l)["loss"] for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert losses[-1] < losses[0]
+
+
+def test_export_writes_manifest_and_loads(tmp_path):
+    from hsirestore.registry import build_model
+    from hsirestore.training.cassi import export_weights
+    from hsirestore.weights import load_into, load_state_dict, read_manifest, sha256_file
+
+    _fake_data(tmp_path / "data")
+    cfg = CassiTrainConfig(preset="s2former-tiny", out=str(tmp_path / "run"), steps=2,
+                           batch_size=2, patch=16, val_every=0, aux_steps=1, warmup=1)
+    train(cfg, data_dir=tmp_path / "data", log=lambda *_: None)
+    out = tmp_path / "w" / "tiny.safetensors"
+    out.parent.mkdir()
+    entry = export_weights(tmp_path / "run" / "last.pt", out)
+    man = read_manifest(out.parent)["files"]["tiny.safetensors"]
+    assert man["sha256"] == sha256_file(out) == entry["sha256"]
+    assert man["steps"] == 2 and man["dtype"] == "float16" and man["model"] == "s2former-tiny"
+    state, meta = load_state_dict(out, expected_sha256=man["sha256"])
+    assert not any(k.startswith("aux.") for k in state)
+    load_into(build_model("s2former-tiny"), state, strict=True)
