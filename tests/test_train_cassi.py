@@ -60,8 +60,11 @@ def test_training_reduces_loss(tmp_path):
     assert losses[-1] < losses[0]
 
 
-def test_export_writes_manifest_and_loads(tmp_path):
+def test_export_writes_manifest_and_loads(tmp_path, monkeypatch):
+    import hsirestore.training.cassi as tc
     from hsirestore.registry import build_model
+
+    monkeypatch.setattr(tc, "shared_data_dir", lambda: tmp_path / "absent")  # skip validation
     from hsirestore.training.cassi import export_weights
     from hsirestore.weights import load_into, load_state_dict, read_manifest, sha256_file
 
