@@ -1,0 +1,304 @@
+"""RGB -> 31-band HSI predictor (MCGA or the root-polynomial baseline), with optional TTA.
+
+What to feed: **linear** camera RGB in [0, 1] (8-bit files are divided by 255, 16-bit by
+65535; floats are taken as they are). The models are trained on RGB rendered from
+reflectance cubes through the NTIRE 2022 camera response (linear, no gamma, no white
+balance), so the output is reflectance-like on the scale of the input: a white object that
+gives G = 1 comes out near 1 in every band. Gamma-encoded photos (ordinary JPEG/PNG from a
+phone) should be linearised first: ``srgb=True`` (``--srgb``) applies the inverse sRGB
+transfer curve.
+
+``camera``: the response (CSV, see :func:`hsirestore.physics.rgb.load_camera_response`) of
+the camera that took the photo. The input is then mapped into the NTIRE camera's RGB space
+by a 3x3 linear matrix fitted by least squares on a spectral library (the ColorChecker and
+ISO 17321-1 reflectances shipped with colour-science, under illuminants D65, D50, A, F2, F11
+and E) rendered through both cameras; the model itself is unchanged. This applies to MCGA
+and to the baseline alike; with training cubes at hand the baseline can instead be refit
+for that camera (:func:`hsirestore.baselines.fit_root_poly`).
+
+Output: Cube (31, H, W), wavelengths 400..700 nm step 10.
+"""
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from hsirestore.errors import InvalidValueError, ModelError, OptionError, ShapeError
+from hsirestore.io.cube import Cube
+
+WAVELENGTHS = np.arange(400.0, 701.0, 10.0)
+METHODS = ("mcga", "poly")
+DEFAULT_MODEL = "mcga-compact"
+LIBRARY_ILLUMINANTS = ("D65", "D50", "A", "FL2", "FL11", "E")
+
+
+# ---------------------------------------------------------------------- numpy helpers
+def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    """Inverse sRGB transfer curve (IEC 61966-2-1) on values in [0, 1]."""
+    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def spectral_library(wavelengths=WAVELENGTHS, illuminants=LIBRARY_ILLUMINANTS) -> np.ndarray:
+    """Reflectances x illuminants from colour-science (BSD-3), sampled at ``wavelengths``.
+
+    Returns (n_spectra, bands) float64: every ColorChecker (BabelColor average, N Ohta),
+    ISO 17321-1 and PMC reflectance times every illuminant, each illuminant normalised to a
+    maximum of 1 over the range; plus the bare reflectances.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import colour
+
+    wl = np.asarray(wavelengths, np.float64)
+    refl = []
+    for name in ("BabelColor Average", "ColorChecker N Ohta", "ISO 17321-1", "PMC"):
+        if name not in colour.SDS_COLOURCHECKERS:
+            continue
+        for sd in colour.SDS_COLOURCHECKERS[name].values():
+            refl.append(np.interp(wl, np.asarray(sd.wavelengths), np.asarray(sd.values)))
+    refl = np.clip(np.asarray(refl), 0.0, 1.0)
+    out = [refl]
+    for ill in illuminants:
+        sd = colour.SDS_ILLUMINANTS.get(ill)
+        if sd is None:
+            continue
+        e = np.interp(wl, np.asarray(sd.wavelengths), np.asarray(sd.values))
+        out.append(refl * (e / e.max())[None])
+    return np.concatenate(out)
+
+
+def _render_spectra(spectra: np.ndarray, wl: np.ndarray, resp_wl, resp) -> np.ndarray:
+    """spectra (N, B) -> rgb (3, N) through a response, with render_rgb's normalisation."""
+    from hsirestore.physics.rgb import render_rgb
+
+    return render_rgb(spectra.T[:, :, None].astype(np.float32), wl, resp_wl, resp,
+                      clip=False)[:, :, 0].astype(np.float64)
+
+
+def camera_conversion_matrix(cam_wl, cam_resp, ref_wl, ref_resp) -> np.ndarray:
+    """3x3 M with rgb_ref ~= M @ rgb_cam, least squares over :func:`spectral_library`."""
+    spectra = spectral_library()
+    src = _render_spectra(spectra, WAVELENGTHS, cam_wl, cam_resp)
+    dst = _render_spectra(spectra, WAVELENGTHS, ref_wl, ref_resp)
+    m, *_ = np.linalg.lstsq(src.T, dst.T, rcond=None)
+    return m.T
+
+
+def reference_response():
+    """(wl, response (3, n)) of the NTIRE 2022 camera the models were trained for."""
+    from hsirestore.physics.rgb import default_camera_path, load_camera_response
+
+    path = default_camera_path()
+    if path is None:
+        raise ModelError("the NTIRE 2022 camera response (ntire2022_rgb_qe.csv) is needed for "
+                         "--camera but was not found; set HSIRESTORE_DATA to the data folder")
+    return load_camera_response(path)
+
+
+def convert_camera(rgb: np.ndarray, camera_csv) -> np.ndarray:
+    """rgb (3, H, W) from the camera in ``camera_csv`` -> NTIRE-camera rgb (3, H, W), >= 0."""
+    from hsirestore.physics.rgb import load_camera_response
+
+    cwl, cresp = load_camera_response(camera_csv)
+    rwl, rresp = reference_response()
+    m = camera_conversion_matrix(cwl, cresp, rwl, rresp).astype(np.float32)
+    return np.clip(np.tensordot(m, rgb, axes=(1, 0)), 0.0, None).astype(np.float32)
+
+
+def check_rgb(rgb) -> tuple[np.ndarray, np.ndarray | None]:
+    """Cube or array -> ((3, H, W) float32, valid mask or None); typed errors on bad input."""
+    valid = None
+    if isinstance(rgb, Cube):
+        valid = rgb.valid
+        rgb = rgb.data
+    x = np.asarray(rgb)
+    if x.ndim != 3 or x.shape[0] != 3:
+        raise ShapeError(f"expected an RGB image with 3 bands (3, H, W); got shape {x.shape}")
+    if min(x.shape[1:]) < 1:
+        raise ShapeError(f"empty image {x.shape}")
+    x = x.astype(np.float32, copy=False)
+    finite = np.isfinite(x).all(0)
+    if not finite.all():
+        valid = finite if valid is None else (valid & finite)
+        if not valid.any():
+            raise InvalidValueError("the RGB image has no finite pixel")
+        x = np.where(finite[None], x, 0.0).astype(np.float32)
+    if float(x.min()) < -1e-3 or float(x.max()) > 4.0:
+        raise InvalidValueError(
+            f"RGB values must be normalised to [0, 1] (got {float(x.min()):.3g}..{float(x.max()):.3g}); "
+            "8-bit images are divided by 255 and 16-bit by 65535 when read from a file")
+    return np.clip(x, 0.0, None), valid
+
+
+# ---------------------------------------------------------------------- predictor
+class RgbToHsi:
+    """Reconstruct 31-band spectra (400-700 nm) from RGB.
+
+    Args:
+        method: "mcga" (learned) or "poly" (root-polynomial baseline, numpy only).
+        model_name: registered MCGA variant (default "mcga-compact").
+        weights: checkpoint (safetensors/torch) for MCGA or an .npz for the baseline;
+            None: the shipped file (a ModelError names it when it is missing).
+        device: auto | cpu | cuda | cuda:N.
+        tta: test-time adaptation (MCGA only): per image (per tile), ``tta_steps`` Adam steps
+            at ``tta_lr`` minimising the entropy of the codebook-query probabilities,
+            updating only the grayscale-aware (GA) parameters; the original weights are
+            restored afterwards, so an image's result never depends on earlier images.
+        srgb: linearise gamma-encoded (sRGB) input first.
+        camera: camera response CSV of the input (converted to the NTIRE camera by a 3x3 map).
+        tile, overlap: tiling for large photos (tile=None: whole image).
+    """
+
+    def __init__(self, model_name: str = DEFAULT_MODEL, weights=None, device: str = "auto",
+                 tta: bool = False, tta_steps: int = 5, tta_lr: float = 1e-4,
+                 method: str = "mcga", srgb: bool = False, camera=None,
+                 tile: int | None = 256, overlap: int = 32, batch_size: int = 1,
+                 progress: bool = False):
+        if method not in METHODS:
+            raise OptionError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+        if tta_steps < 0:
+            raise OptionError(f"--tta-steps must be >= 0; got {tta_steps}")
+        if not tta_lr > 0:
+            raise OptionError(f"--tta-lr must be > 0; got {tta_lr}")
+        if tta and method != "mcga":
+            raise OptionError("--tta needs --method mcga (the baseline has no codebook)")
+        self.method = method
+        self.model_name = model_name or DEFAULT_MODEL
+        self.tta, self.tta_steps, self.tta_lr = bool(tta), int(tta_steps), float(tta_lr)
+        self.srgb = srgb
+        self.camera = Path(camera) if camera is not None else None
+        if self.camera is not None and not self.camera.exists():
+            raise OptionError(f"--camera {self.camera}: file not found")
+        self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
+        self.progress = progress
+        self.device_spec = device
+        self.poly = None
+        self.model = None
+        if method == "poly":
+            from hsirestore.baselines import RootPolyModel, load_shipped_poly
+
+            self.poly = RootPolyModel.load(weights) if weights is not None else load_shipped_poly()
+        else:
+            self._load_mcga(weights)
+
+    def _load_mcga(self, weights) -> None:
+        from hsirestore.inference.device import resolve_device
+        from hsirestore.registry import build_model, get_spec
+        from hsirestore.weights import load_into, load_state_dict, shipped_weights_path
+
+        spec = get_spec(self.model_name)
+        if spec.task != "rgb2hsi":
+            raise ModelError(f"model {self.model_name!r} is a {spec.task} model, not rgb2hsi")
+        if weights is None:
+            if spec.weights is None:
+                raise ModelError(f"model {self.model_name!r} has no shipped weights; pass --weights "
+                                 "FILE or use --method poly")
+            try:
+                weights = shipped_weights_path(spec.weights)
+            except ModelError:
+                raise ModelError(f"shipped MCGA weights {spec.weights!r} are missing (not trained "
+                                 "yet: 'hsirestore train mcga'); pass --weights FILE or use "
+                                 "--method poly") from None
+        state, meta = load_state_dict(weights)
+        if "model" in state and isinstance(state.get("model"), dict):  # training checkpoint
+            state = state["model"]
+        self.device = resolve_device(self.device_spec)
+        model = build_model(self.model_name)
+        load_into(model, state)
+        self.model = model.to(self.device).eval()
+        self.spec = spec
+
+    def describe(self) -> str:
+        if self.method == "poly":
+            return f"root-polynomial (degree {self.poly.degree})"
+        return self.model_name + (f" + TTA ({self.tta_steps} steps, lr {self.tta_lr:g})" if self.tta else "")
+
+    def prepare(self, rgb) -> tuple[np.ndarray, np.ndarray | None]:
+        """Checked, linearised, camera-converted (3, H, W) float32 and the valid mask."""
+        x, valid = check_rgb(rgb)
+        if self.srgb:
+            x = srgb_to_linear(x)
+        if self.camera is not None:
+            x = convert_camera(x, self.camera)
+        return x, valid
+
+    def predict(self, rgb) -> Cube:
+        """rgb: Cube or array (3, H, W) in [0, 1] -> Cube (31, H, W), 400..700 nm."""
+        x, valid = self.prepare(rgb)
+        if self.method == "poly":
+            out = self.poly.predict(x)
+            if valid is not None:
+                out[:, ~valid] = np.nan
+        else:
+            out = self._predict_mcga(x, valid)
+        attrs = {"method": self.describe(), "input_space": "sRGB-linearised" if self.srgb else "linear"}
+        if self.camera is not None:
+            attrs["camera"] = str(self.camera)
+        return Cube(out.astype(np.float32), wavelengths=WAVELENGTHS.copy(), wavelength_units="nm",
+                    valid=None if valid is None else valid, attrs=attrs)
+
+    def _predict_mcga(self, x: np.ndarray, valid) -> np.ndarray:
+        import torch
+
+        from hsirestore.inference.engine import TiledPredictor
+
+        model = self.model
+
+        def fn(t: torch.Tensor) -> torch.Tensor:
+            if self.tta and self.tta_steps > 0:
+                return tta_predict(model, t, self.tta_steps, self.tta_lr)
+            return model(t)
+
+        runner = TiledPredictor(fn, tile=self.tile, overlap=self.overlap,
+                                multiple=model.size_multiple, batch_size=self.batch_size,
+                                device=self.device, amp="none" if self.tta else "auto",
+                                out_channels=31, progress=self.progress,
+                                enable_grad=self.tta)
+        return runner.predict_array(x, valid=valid)
+
+
+def tta_predict(model, x, steps: int, lr: float):
+    """Entropy-minimising test-time adaptation of the GA parameters, then restore.
+
+    x: (N, 3, h, w) tensor on the model's device -> (N, 31, h, w) (detached). Only the
+    parameters ``model.ga_parameters()`` receive updates (Adam, ``steps`` steps, ``lr``);
+    every parameter and buffer is restored before returning, and the adaptation starts
+    from the same weights for every call, so results are reproducible per image.
+    """
+    import torch
+
+    params = list(model.ga_parameters())
+    saved = copy.deepcopy(model.state_dict())
+    flags = {id(p): p.requires_grad for p in model.parameters()}
+    was_training = model.training
+    try:
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.Adam(params, lr=lr)
+        with torch.enable_grad():
+            for _ in range(steps):
+                opt.zero_grad(set_to_none=True)
+                loss = model.query_entropy(x)
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            return model(x).detach()
+    finally:
+        model.load_state_dict(saved)
+        for p in model.parameters():
+            p.requires_grad_(flags[id(p)])
+        model.train(was_training)
+
+
+def seconds_per_megapixel(fn, rgb: np.ndarray) -> float:
+    t0 = time.perf_counter()
+    fn(rgb)
+    return (time.perf_counter() - t0) / (rgb.shape[1] * rgb.shape[2] / 1e6)
