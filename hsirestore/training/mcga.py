@@ -1,0 +1,326 @@
+"""MCGA training: stage 1 (multi-scale VQ-VAE, Mixture of Codebooks) and stage 2 (GANet).
+
+Sources (one codebook set each, order = source index):
+  0. CAVE train scenes (../shared/data/cave/train; research use, Yasuma et al. 2008).
+  1. Synthetic mosaic scenes from the reflectance spectra shipped with colour-science
+     (BSD-3-Clause): ColorChecker (BabelColor average, N Ohta), ISO 17321-1 and PMC
+     reflectances, times the illuminants D65, D50, A, FL2, FL11 and E
+     (:func:`hsirestore.inference.rgb2hsi.spectral_library`), laid out as random rectangles
+     over a background with a smooth shading ramp.
+
+Stage 1: random patch from a source (alternating), random band masking (31 -> 16 kept),
+loss = Charbonnier(recon, x) + beta * (L1 + L2); codebook entries unused for
+``restart_every`` steps are re-initialised from encoder features.
+Stage 2: the MoC and stage-1 decoder are frozen; RGB is rendered from the HSI patch through
+the NTIRE 2022 response or (probability ``p_camspec``) a camspec camera other than the held
+out one(s) (``HELDOUT_CAMERAS``: Nokia_N900, kept for the unseen-camera test), after a
+brightness change x U(0.4, 1.2) applied to the cube (so RGB and target stay consistent);
+loss = Charbonnier(GANet+decoder(rgb), hsi). Synthetic scenes are mixed in with probability
+``p_synthetic``.
+
+AdamW, lr 4e-4 (linear warm-up then cosine decay), random flips/rotations. Checkpoints
+``OUT/stage{1,2}.pt`` (model, optimiser, step, config) every ``ckpt_every`` steps and at the
+end; ``OUT/log.jsonl`` one JSON line per logged step; ``--resume`` continues from the last
+checkpoint. Stage 2 starts from ``OUT/stage1.pt``. The final stage-2 model is exported to
+``OUT/<preset>.safetensors`` (float32, metadata: preset, config, steps).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hsirestore.errors import HsiRestoreError, ModelError, OptionError
+from hsirestore.models.mcga import charbonnier
+
+HELDOUT_CAMERAS = ("Nokia_N900",)
+BANDS = 31
+WAVELENGTHS = np.arange(400.0, 701.0, 10.0)
+
+
+@dataclass
+class TrainConfig:
+    stage: int = 1
+    preset: str = "mcga-compact"
+    steps: int = 20000
+    batch_size: int = 8
+    patch: int = 64
+    lr: float = 4e-4
+    weight_decay: float = 1e-4
+    warmup: int = 200
+    beta: float = 0.25
+    p_camspec: float = 0.3
+    p_synthetic: float = 0.15
+    brightness: tuple = (0.4, 1.2)
+    restart_every: int = 250
+    ckpt_every: int = 500
+    log_every: int = 50
+    max_minutes: float | None = None
+    seed: int = 0
+    threads: int = 2
+    extra: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------- data
+class SyntheticSpectra:
+    """Mosaic scenes from the colour-science spectral library: (31, p, p) float32 in [0, 1]."""
+
+    def __init__(self, seed: int = 0):
+        from hsirestore.inference.rgb2hsi import spectral_library
+
+        lib = spectral_library(WAVELENGTHS)
+        self.spectra = (lib / max(lib.max(), 1e-6)).astype(np.float32)
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, p: int) -> np.ndarray:
+        rng = self.rng
+        out = np.empty((BANDS, p, p), np.float32)
+        out[:] = self.spectra[rng.integers(len(self.spectra))][:, None, None]
+        for _ in range(rng.integers(3, 12)):
+            h, w = rng.integers(p // 8, p, size=2)
+            r0, c0 = rng.integers(0, p - h + 1), rng.integers(0, p - w + 1)
+            out[:, r0:r0 + h, c0:c0 + w] = self.spectra[rng.integers(len(self.spectra))][:, None, None]
+        ramp = np.linspace(rng.uniform(0.5, 1.0), rng.uniform(0.5, 1.0), p, dtype=np.float32)
+        shade = ramp[:, None] if rng.random() < 0.5 else ramp[None, :]
+        return out * shade[None]
+
+
+def _augment(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    k = int(rng.integers(4))
+    patch = np.rot90(patch, k, axes=(1, 2))
+    if rng.random() < 0.5:
+        patch = patch[:, :, ::-1]
+    return np.ascontiguousarray(patch)
+
+
+class PatchSampler:
+    """Random patches from in-memory cubes (list of (31, H, W) float32)."""
+
+    def __init__(self, cubes: list[np.ndarray], seed: int = 0):
+        if not cubes:
+            raise HsiRestoreError("no training scenes (CAVE train not found under the data folder)")
+        self.cubes = cubes
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, p: int) -> np.ndarray:
+        c = self.cubes[self.rng.integers(len(self.cubes))]
+        _, h, w = c.shape
+        if h < p or w < p:
+            raise OptionError(f"patch {p} is larger than a training scene ({h}x{w})")
+        r0, c0 = self.rng.integers(0, h - p + 1), self.rng.integers(0, w - p + 1)
+        return _augment(c[:, r0:r0 + p, c0:c0 + p], self.rng)
+
+
+def camera_bank(data_dir: Path | None = None) -> tuple[np.ndarray, list[np.ndarray], list[str]]:
+    """(NTIRE response (3, 31), [camspec responses (3, 31) except HELDOUT_CAMERAS], names),
+    each normalised as render_rgb does (green sums to 1)."""
+    from hsirestore.physics.rgb import default_camera_path, load_camera_response
+    from hsirestore.training.cave import shared_data_dir
+
+    def sampled(path):
+        wl, r = load_camera_response(path)
+        m = np.stack([np.interp(WAVELENGTHS, wl, x, left=0, right=0) for x in r])
+        return (m / m[1].sum()).astype(np.float32)
+
+    ntire = default_camera_path()
+    if ntire is None:
+        raise HsiRestoreError("NTIRE 2022 camera response not found (ntire2022_rgb_qe.csv)")
+    folder = (data_dir or shared_data_dir()) / "camera" / "camspec"
+    names = [p.stem for p in sorted(folder.glob("*.csv")) if p.stem not in HELDOUT_CAMERAS]
+    return sampled(ntire), [sampled(folder / f"{n}.csv") for n in names], names
+
+
+def render_batch(hsi: torch.Tensor, resp: torch.Tensor) -> torch.Tensor:
+    """hsi (N, 31, h, w), resp (N, 3, 31) -> rgb (N, 3, h, w) clipped to [0, 1]."""
+    return torch.einsum("ncb,nbhw->nchw", resp, hsi).clamp(0.0, 1.0)
+
+
+# ---------------------------------------------------------------------- loop
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def _save(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Runs one stage. ``cubes``: training HSI cubes (default: CAVE train); ``synthetic``:
+    a SyntheticSpectra (default built from colour-science); ``cameras``: (ntire, [others])
+    responses (default from the data folder)."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, resume: bool = False, cubes=None,
+                 synthetic=None, cameras=None):
+        from hsirestore.registry import build_model, get_spec
+
+        if cfg.stage not in (1, 2):
+            raise OptionError(f"--stage must be 1 or 2; got {cfg.stage}")
+        if cfg.steps < 1 or cfg.batch_size < 1:
+            raise OptionError("--steps and --batch-size must be >= 1")
+        spec = get_spec(cfg.preset)
+        if spec.task != "rgb2hsi":
+            raise ModelError(f"{cfg.preset!r} is not an MCGA (rgb2hsi) preset")
+        if cfg.patch % spec.size_multiple:
+            raise OptionError(f"--patch must be a multiple of {spec.size_multiple}")
+        self.cfg, self.out, self.spec = cfg, Path(out), spec
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        torch.set_num_threads(cfg.threads)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.model = build_model(cfg.preset, beta=cfg.beta)
+        if cubes is None:
+            from hsirestore.training.cave import load_cave
+
+            cubes = [c for _, c, _ in load_cave("train")]
+        self.cave = PatchSampler(cubes, cfg.seed)
+        self.synth = synthetic if synthetic is not None else SyntheticSpectra(cfg.seed)
+        if cfg.stage == 2:
+            if cameras is None:
+                ntire, others, _ = camera_bank()
+            else:
+                ntire, others = cameras
+            self.ntire = torch.from_numpy(np.asarray(ntire, np.float32))
+            self.others = [torch.from_numpy(np.asarray(o, np.float32)) for o in others]
+        self.ckpt = self.out / f"stage{cfg.stage}.pt"
+        self.step = 0
+        if cfg.stage == 2:
+            s1 = self.out / "stage1.pt"
+            if not s1.exists():
+                raise ModelError(f"stage 2 needs the stage-1 checkpoint {s1}; run --stage 1 first")
+            ck = torch.load(s1, map_location="cpu", weights_only=True)
+            if ck.get("preset") != cfg.preset:
+                raise ModelError(f"{s1} was trained for preset {ck.get('preset')!r}, not {cfg.preset!r}")
+            self.model.load_state_dict(ck["model"])
+            self.model.freeze_stage1()
+            params = [p for p in self.model.stage2_parameters()]
+        else:
+            params = list(self.model.vq.parameters())
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.usage = {}
+        if resume and self.ckpt.exists():
+            ck = torch.load(self.ckpt, map_location="cpu", weights_only=True)
+            if ck.get("preset") != cfg.preset:
+                raise ModelError(f"{self.ckpt} is for preset {ck.get('preset')!r}, not {cfg.preset!r}")
+            self.model.load_state_dict(ck["model"])
+            self.opt.load_state_dict(ck["optimizer"])
+            self.step = int(ck["step"])
+            if "rng" in ck:
+                self.rng.bit_generator.state = ck["rng"]
+            if "torch_rng" in ck:
+                torch.set_rng_state(ck["torch_rng"])
+        elif self.ckpt.exists() and not resume:
+            raise OptionError(f"{self.ckpt} exists; pass --resume to continue it or use another --out")
+
+    # -- batches
+    def _hsi_batch(self, source: int) -> torch.Tensor:
+        p = self.cfg.patch
+        sampler = self.cave if source == 0 else self.synth
+        return torch.from_numpy(np.stack([sampler.sample(p) for _ in range(self.cfg.batch_size)]))
+
+    def _stage2_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        p, n = self.cfg.patch, self.cfg.batch_size
+        hsi = np.stack([(self.synth if self.rng.random() < self.cfg.p_synthetic else self.cave).sample(p)
+                        for _ in range(n)])
+        lo, hi = self.cfg.brightness
+        hsi = hsi * self.rng.uniform(lo, hi, size=(n, 1, 1, 1)).astype(np.float32)
+        hsi_t = torch.from_numpy(np.ascontiguousarray(hsi))
+        resp = torch.stack([
+            self.others[self.rng.integers(len(self.others))]
+            if self.others and self.rng.random() < self.cfg.p_camspec else self.ntire
+            for _ in range(n)])
+        return render_batch(hsi_t, resp), hsi_t
+
+    # -- steps
+    def _stage1_step(self) -> dict:
+        source = self.step % self.model.vq.sources
+        x = self._hsi_batch(source if source < 2 else 0)
+        rec, vq = self.model.vq(x, source=source, mask_bands=True)
+        loss = charbonnier(rec, x) + self.cfg.beta * vq
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        vqm = self.model.vq
+        for i, idx in vqm.last_indices.items():
+            key = (source, i)
+            used = self.usage.setdefault(key, torch.zeros(vqm.codebook_size, dtype=torch.bool))
+            used[idx.flatten().unique()] = True
+        restarted = 0
+        if self.cfg.restart_every and (self.step + 1) % self.cfg.restart_every == 0:
+            for (s, i), used in list(self.usage.items()):
+                if s == source:
+                    restarted += vqm.restart_entries(s, i, ~used)
+                    self.usage[(s, i)] = torch.zeros_like(used)
+        return {"loss": float(loss.detach()), "vq": float(vq.detach()), "source": source, "restarted": restarted}
+
+    def _stage2_step(self) -> dict:
+        rgb, hsi = self._stage2_batch()
+        self.model.train()
+        loss = self.model.stage2_loss(rgb, hsi)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(self.model.stage2_parameters()), 1.0)
+        self.opt.step()
+        return {"loss": float(loss.detach())}
+
+    def save(self) -> None:
+        _save(self.ckpt, {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                          "step": self.step, "preset": self.cfg.preset, "stage": self.cfg.stage,
+                          "config": {k: v for k, v in asdict(self.cfg).items()},
+                          "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state()})
+
+    def export(self) -> Path:
+        from hsirestore.weights import save_state_dict
+
+        path = self.out / f"{self.cfg.preset}.safetensors"
+        save_state_dict(self.model.state_dict(), path,
+                        metadata={"preset": self.cfg.preset, "config": dict(self.spec.config),
+                                  "steps": self.step})
+        return path
+
+    def run(self, echo=print) -> dict:
+        cfg = self.cfg
+        t0 = time.time()
+        deadline = t0 + 60 * cfg.max_minutes if cfg.max_minutes else None
+        log = open(self.out / "log.jsonl", "a")
+        losses = []
+        last_ckpt = time.time()
+        try:
+            while self.step < cfg.steps:
+                for g in self.opt.param_groups:
+                    g["lr"] = _lr_at(self.step, cfg)
+                rec = self._stage1_step() if cfg.stage == 1 else self._stage2_step()
+                losses.append(rec["loss"])
+                self.step += 1
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    line = {"stage": cfg.stage, "step": self.step, "lr": self.opt.param_groups[0]["lr"],
+                            "loss": float(np.mean(losses[-cfg.log_every:])),
+                            "elapsed_s": round(time.time() - t0, 1)}
+                    line.update({k: v for k, v in rec.items() if k not in ("loss",)})
+                    log.write(json.dumps(line) + "\n")
+                    log.flush()
+                    echo(json.dumps(line))
+                if self.step % cfg.ckpt_every == 0 or time.time() - last_ckpt > 300:
+                    self.save()
+                    last_ckpt = time.time()
+                if deadline and time.time() > deadline:
+                    break
+        finally:
+            self.save()
+            log.close()
+        result = {"stage": cfg.stage, "step": self.step, "checkpoint": str(self.ckpt),
+                  "loss_first": losses[0] if losses else None,
+                  "loss_last": float(np.mean(losses[-10:])) if losses else None}
+        if cfg.stage == 2:
+            result["weights"] = str(self.export())
+        return result
