@@ -88,3 +88,19 @@ def test_simulate_errors(files):
     scipy.io.savemat(files / "small.mat", {"mask": np.ones((8, 8), np.float32)})
     _one_line_error(_run("simulate-cassi", files / "truth.h5", "--mask", files / "small.mat",
                          "-o", files / "m.mat"))
+
+
+def test_band_count_the_model_cannot_take(files):
+    """The shipped/published S2 models decode 28 bands; asking for another count is refused."""
+    from hsirestore.errors import ShapeError
+    from hsirestore.inference.cassi import CassiDecoder
+    from hsirestore.registry import build_model
+    from hsirestore.weights import save_state_dict
+
+    w = files / "tiny.safetensors"
+    save_state_dict(build_model("s2former-tiny").state_dict(), w)
+    with pytest.raises(ShapeError, match="decodes 28 bands"):
+        CassiDecoder(model_name="s2former-tiny", weights=w, bands=B)
+    r = _run("cassi", files / "meas.mat", "--mask", files / "mask.mat", "--bands", B,
+             "--model", "s2former-tiny", "--weights", w, "-o", files / "o.h5")
+    assert r.exit_code == 1 and "decodes 28 bands" in r.stderr

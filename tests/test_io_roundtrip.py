@@ -116,6 +116,9 @@ def test_envi_errors(tmp_path):
     (tmp_path / "e.img").write_bytes((tmp_path / "e.img").read_bytes()[:-4])
     with pytest.raises(FormatError, match="truncated"):
         read_cube(hdr)
+    (tmp_path / "e.img").write_bytes(b"\0" * (arr.nbytes + 8))
+    with pytest.raises(FormatError, match="does not match the header"):
+        read_cube(hdr)
     (tmp_path / "e.img").unlink()
     with pytest.raises(FormatError, match="without its data file"):
         read_cube(hdr)

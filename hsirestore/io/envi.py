@@ -115,6 +115,10 @@ class EnviFile:
         if size < need:
             raise FormatError(f"{data_file}: data file is truncated or does not match the header "
                               f"({size} bytes, header needs {need})")
+        if size > need:
+            raise FormatError(f"{data_file}: data file size does not match the header ({size} bytes, "
+                              f"header describes {need}: check samples/lines/bands, data type and "
+                              "header offset)")
         shape = {"bsq": (bands, lines, samples), "bil": (lines, bands, samples),
                  "bip": (lines, samples, bands)}[interleave]
         self.raw = np.memmap(data_file, dtype=dtype, mode="r", offset=offset, shape=shape)
