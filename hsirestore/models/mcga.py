@@ -94,7 +94,8 @@ class MultiScaleVQ(nn.Module):
         self.bands, self.dim, self.scales, self.beta = bands, dim, scales, beta
         self.codebook_size, self.sources = codebook_size, sources
         self.dims = [dim // 2 ** i for i in range(1, scales + 1)]
-        self.masked_bands = bands - 2 ** int(math.floor(math.log2(bands / 2)))
+        # about half the bands are masked: keep 2^floor(log2 B) (31 -> 16 kept, 15 masked)
+        self.masked_bands = bands - 2 ** int(math.floor(math.log2(bands)))
         self.embed = nn.Conv2d(bands, dim, 3, padding=1)
         prev = [dim] + self.dims[:-1]
         self.down = nn.ModuleList(nn.Conv2d(p, c, 3, padding=1) for p, c in zip(prev, self.dims))
@@ -133,7 +134,7 @@ class MultiScaleVQ(nn.Module):
         return n
 
     def random_band_mask(self, x: torch.Tensor) -> torch.Tensor:
-        """Zero ``bands - 2^floor(log2(bands/2))`` random bands per sample (training)."""
+        """Zero ``bands - 2^floor(log2(bands))`` random bands per sample (training)."""
         n, b = x.shape[:2]
         keep = torch.ones(n, b, device=x.device, dtype=x.dtype)
         order = torch.rand(n, b, device=x.device).argsort(1)[:, : self.masked_bands]

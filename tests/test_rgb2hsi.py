@@ -1,0 +1,124 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hsirestore.errors import InvalidValueError, ModelError, OptionError, ShapeError
+from hsirestore.inference.rgb2hsi import (WAVELENGTHS, RgbToHsi, camera_conversion_matrix,
+                                          spectral_library, srgb_to_linear)
+from hsirestore.io.cube import Cube
+
+
+def _rgb(h=24, w=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.05, 0.9, (3, h, w)).astype(np.float32)
+
+
+def test_poly_predictor_shapes_and_wavelengths():
+    pred = RgbToHsi(method="poly")
+    out = pred.predict(Cube(_rgb()))
+    assert out.shape == (31, 24, 40)
+    np.testing.assert_array_equal(out.wavelengths, np.arange(400, 701, 10))
+    assert out.wavelength_units == "nm" and np.isfinite(out.data).all()
+    lin = RgbToHsi(method="poly", srgb=True).predict(_rgb())
+    assert lin.data.mean() < out.data.mean()  # linearised sRGB is darker
+
+
+def test_nan_pixels_marked_invalid():
+    x = _rgb()
+    x[:, 3, 4] = np.nan
+    out = RgbToHsi(method="poly").predict(x)
+    assert out.valid is not None and not out.valid[3, 4] and out.valid.sum() == x[0].size - 1
+
+
+def test_bad_inputs_raise_typed_errors():
+    pred = RgbToHsi(method="poly")
+    with pytest.raises(ShapeError):
+        pred.predict(np.zeros((4, 8, 8), np.float32))
+    with pytest.raises(InvalidValueError):
+        pred.predict(np.full((3, 8, 8), 255.0, np.float32))
+    with pytest.raises(OptionError):
+        RgbToHsi(method="poly", tta=True)
+    with pytest.raises(OptionError):
+        RgbToHsi(method="nope")
+    with pytest.raises(ModelError, match="mcga-compact.safetensors"):
+        RgbToHsi(method="mcga", model_name="mcga-compact")
+    with pytest.raises(ModelError, match="unknown model"):
+        RgbToHsi(method="mcga", model_name="mcga-huge")
+
+
+def test_srgb_curve_and_camera_matrix_identity():
+    assert srgb_to_linear(np.array([0.0, 1.0]))[1] == pytest.approx(1.0)
+    assert srgb_to_linear(np.array([0.5]))[0] == pytest.approx(0.214, abs=1e-3)
+    lib = spectral_library()
+    assert lib.shape[1] == 31 and len(lib) > 100
+    wl = WAVELENGTHS
+    resp = np.stack([np.exp(-((wl - c) / 40) ** 2) for c in (600, 540, 460)])
+    m = camera_conversion_matrix(wl, resp, wl, resp)
+    np.testing.assert_allclose(m, np.eye(3), atol=1e-6)
+
+
+@pytest.fixture
+def tiny_weights(tmp_path):
+    from hsirestore.registry import build_model
+    from hsirestore.weights import save_state_dict
+
+    torch.manual_seed(0)
+    model = build_model("mcga-tiny")
+    with torch.no_grad():  # as if trained: open the zero-initialised residual outputs
+        for n, p in model.ganet.named_parameters():
+            if p.abs().sum() == 0 and n.endswith("weight"):
+                p.normal_(0, 0.1)
+    path = tmp_path / "tiny.safetensors"
+    save_state_dict(model.state_dict(), path)
+    return path
+
+
+def test_mcga_predictor_tiled_and_tta_reproducible(tiny_weights):
+    rgb = _rgb(40, 56)
+    pred = RgbToHsi(model_name="mcga-tiny", weights=tiny_weights, device="cpu", tile=32, overlap=8)
+    out = pred.predict(rgb)
+    assert out.shape == (31, 40, 56) and np.isfinite(out.data).all()
+    tta = RgbToHsi(model_name="mcga-tiny", weights=tiny_weights, device="cpu", tile=None,
+                   tta=True, tta_steps=2, tta_lr=5e-2)
+    before = {k: v.clone() for k, v in tta.model.state_dict().items()}
+    a = tta.predict(rgb).data
+    b = tta.predict(_rgb(40, 56, seed=5)).data  # another image in between
+    c = tta.predict(rgb).data
+    np.testing.assert_array_equal(a, c)
+    for k, v in tta.model.state_dict().items():
+        assert torch.equal(v, before[k])
+    plain = RgbToHsi(model_name="mcga-tiny", weights=tiny_weights, device="cpu", tile=None)
+    assert not np.array_equal(plain.predict(rgb).data, a)
+    assert b.shape == a.shape
+
+
+def test_tiny_training_learns_and_resumes(tmp_path):
+    from hsirestore.training.mcga import SyntheticSpectra, TrainConfig, Trainer
+
+    synth = SyntheticSpectra(seed=3)
+    cubes = [synth.sample(32) for _ in range(3)]
+    wl = WAVELENGTHS
+    cams = [np.stack([np.exp(-((wl - c) / w) ** 2) for c in (600, 540, 460)]) for w in (40, 30)]
+    cams = [(c / c[1].sum()).astype(np.float32) for c in cams]
+    common = dict(preset="mcga-tiny", batch_size=4, patch=16, lr=3e-3, warmup=1, log_every=5,
+                  ckpt_every=1000, restart_every=10, threads=1)
+    r1 = Trainer(TrainConfig(stage=1, steps=40, **common), tmp_path, cubes=cubes,
+                 synthetic=synth).run(echo=lambda s: None)
+    losses = [json.loads(l)["loss"] for l in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert losses[-1] < losses[0]
+    # resume continues from the checkpoint step
+    r1b = Trainer(TrainConfig(stage=1, steps=45, **common), tmp_path, resume=True, cubes=cubes,
+                  synthetic=synth).run(echo=lambda s: None)
+    assert r1["step"] == 40 and r1b["step"] == 45
+    with pytest.raises(OptionError):
+        Trainer(TrainConfig(stage=1, steps=5, **common), tmp_path, cubes=cubes, synthetic=synth)
+    tr2 = Trainer(TrainConfig(stage=2, steps=40, p_camspec=0.5, **common), tmp_path, cubes=cubes,
+                  synthetic=synth, cameras=(cams[0], [cams[1]]))
+    moc = tr2.model.vq.moc(0).clone()
+    r2 = tr2.run(echo=lambda s: None)
+    assert torch.equal(tr2.model.vq.moc(0), moc)  # MoC frozen in stage 2
+    assert r2["loss_last"] < r2["loss_first"]
+    pred = RgbToHsi(model_name="mcga-tiny", weights=r2["weights"], device="cpu", tile=None)
+    assert pred.predict(_rgb(16, 16)).shape == (31, 16, 16)
