@@ -174,6 +174,12 @@ class Trainer:
         if cfg.patch % spec.size_multiple:
             raise OptionError(f"--patch must be a multiple of {spec.size_multiple}")
         self.cfg, self.out, self.spec = cfg, Path(out), spec
+        if cfg.stage == 2 and not (self.out / "stage1.pt").exists():
+            raise ModelError(f"stage 2 needs the stage-1 checkpoint {self.out / 'stage1.pt'}; "
+                             "run --stage 1 first")
+        if (self.out / f"stage{cfg.stage}.pt").exists() and not resume:
+            raise OptionError(f"{self.out / f'stage{cfg.stage}.pt'} exists; pass --resume to "
+                              "continue it or use another --out")
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
