@@ -81,3 +81,18 @@ def test_export_writes_manifest_and_loads(tmp_path, monkeypatch):
     state, meta = load_state_dict(out, expected_sha256=man["sha256"])
     assert not any(k.startswith("aux.") for k in state)
     load_into(build_model("s2former-tiny"), state, strict=True)
+
+
+def test_init_from_exported_weights(tmp_path):
+    from hsirestore.registry import build_model
+    from hsirestore.weights import save_state_dict
+
+    _fake_data(tmp_path / "data")
+    w = tmp_path / "w.safetensors"
+    torch.manual_seed(1)
+    save_state_dict(build_model("s2former-tiny").state_dict(), w)
+    cfg = CassiTrainConfig(preset="s2former-tiny", out=str(tmp_path / "run"), steps=1,
+                           batch_size=1, patch=16, val_every=0, init_weights=str(w), lr=0.0)
+    msgs = []
+    train(cfg, data_dir=tmp_path / "data", log=msgs.append)
+    assert any("initialised from" in m for m in msgs)

@@ -20,6 +20,7 @@ Export the shipped weights with 'hsirestore train cassi-export OUT/last.pt'.
 Examples:
   hsirestore train cassi --preset s2former-compact --steps 20000 --out runs/cassi
   hsirestore train cassi --out runs/cassi --resume --max-minutes 60
+  hsirestore train cassi --preset s2former-unfolded --init-weights weights/s2former-unfolded.safetensors
   hsirestore train cassi --preset s2former --patch 128 --batch-size 8   # published size, GPU
 """)
 def train_cassi(
@@ -38,6 +39,7 @@ def train_cassi(
     log_every: int = typer.Option(50, help="Log every N steps."),
     ckpt_minutes: float = typer.Option(3.0, help="Minutes between checkpoints."),
     seed: int = typer.Option(0, help="Random seed."),
+    init_weights: Path = typer.Option(None, help="Start from these weights (e.g. weights/s2former-unfolded.safetensors)."),
 ) -> None:
     from hsirestore.training.cassi import CassiTrainConfig, train
     from hsirestore.training.cave import shared_data_dir
@@ -50,7 +52,8 @@ def train_cassi(
     cfg = CassiTrainConfig(preset=preset, out=str(out), steps=steps, batch_size=batch_size,
                            patch=patch, lr=lr, mask_aware=mask_aware, shot_noise=shot_noise,
                            max_minutes=max_minutes, val_every=val_every, log_every=log_every,
-                           ckpt_minutes=ckpt_minutes, seed=seed)
+                           ckpt_minutes=ckpt_minutes, seed=seed,
+                           init_weights=str(init_weights) if init_weights else "")
     train(cfg, resume=resume, data_dir=data_dir, log=typer.echo)
 
 

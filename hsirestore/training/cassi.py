@@ -61,6 +61,7 @@ class CassiTrainConfig:
     bands: int = 28
     step: int = 2
     model_overrides: dict = field(default_factory=dict)
+    init_weights: str = ""  # start from these weights (e.g. the shipped ones) unless resuming
 
 
 def _load_mask(path: Path) -> np.ndarray:
@@ -205,6 +206,15 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
         data.rng.bit_generator.state = ck["data_rng"]
         torch.set_rng_state(ck["torch_rng"])
         log(f"resumed from {ckpt_path} at step {step}")
+    elif cfg.init_weights:
+        from hsirestore.weights import load_state_dict
+
+        state, meta = load_state_dict(cfg.init_weights)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("aux.") for k in missing):
+            raise ValueError(f"{cfg.init_weights} does not fit {cfg.preset}: "
+                             f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+        log(f"initialised from {cfg.init_weights}")
     with open(out / "config.json", "w") as f:
         json.dump(asdict(cfg), f, indent=2)
 
