@@ -4,6 +4,15 @@ import torch
 from hsirestore.models.quantizer import MultiScaleResidualQuantizer, scale_sizes
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # two OpenMP threads on a shared, busy 2-core machine are ~100x slower than one
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_scale_sizes_any_latent():
     assert scale_sizes((1, 2, 4, 8), 8, 8) == [(1, 1), (2, 2), (4, 4), (8, 8)]
     assert scale_sizes((1, 2, 4, 8), 16, 12) == [(2, 2), (4, 3), (8, 6), (16, 12)]

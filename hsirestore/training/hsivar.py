@@ -1,0 +1,363 @@
+"""Two-stage training of HSI-VAR on CAVE (resumable, CPU or GPU).
+
+Stage 1 (VQ-VAE): encoder E, multi-scale residual quantizer and SSA decoder on clean random
+P x P crops (flips, 90-degree rotations, random gain in [0.6, 1.2]); loss
+L1(recon, x) + w_vq * VQ loss; unused codebook entries are restarted from encoder features
+every ``restart_every`` steps.
+
+Stage 2 (restoration): starts from the stage-1 model (``init`` or OUT/stage1/last.pt),
+copies E into E_cond, freezes E and the quantizer, and trains E_cond, DAG, the next-scale
+transformer and the decoder (SSA + skip convs) on degraded/clean pairs: every crop gets a
+random degradation (one type or a mixture of up to ``max_mix`` types, strengths across the
+protocol ranges, :func:`hsirestore.physics.degradations.random_degradation`). Losses:
+
+    w_ce * CE(teacher-forced logits, clean tokens)          (all scales, mean over tokens)
+  + w_align * ||E_cond(LQ) - E(HQ)||^2                       (latent-condition alignment)
+  + w_pix * L1(decoder(tokens predicted by argmax, skips of E_cond(LQ)), HQ)
+
+With probability ``type_dropout`` the degradation types are hidden (all-zero mask: the
+generic d_base) so that unknown degradations ("auto") are handled too.
+
+Run folder: OUT/stage{1,2}/ with last.pt (atomic, every ``ckpt_minutes``), log.jsonl and
+config.json. ``export_weights`` writes the fp16 safetensors and the manifest entry.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hsirestore.errors import ModelError, OptionError
+
+VAL_TASKS = ("noise:sigma=30", "blur", "sr:scale=4", "inpaint:ratio=0.7", "stripes+noise:sigma=15")
+
+
+@dataclass
+class HsivarTrainConfig:
+    stage: int = 1
+    preset: str = "hsivar-compact"
+    out: str = "runs/hsivar"
+    steps: int = 20000
+    batch_size: int = 8
+    patch: int = 64
+    lr: float = 4e-4
+    weight_decay: float = 0.01
+    warmup: int = 200
+    max_minutes: float = 0.0  # 0: no limit
+    ckpt_minutes: float = 3.0
+    log_every: int = 50
+    val_every: int = 1000
+    w_vq: float = 1.0
+    w_ce: float = 1.0
+    w_align: float = 1.0
+    w_pix: float = 1.0
+    type_dropout: float = 0.1
+    max_mix: int = 2
+    restart_every: int = 200
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0: auto (cores - 1, at least 1, at most 8)
+    init: str = ""  # stage-1 checkpoint for stage 2 (default OUT/stage1/last.pt)
+    model_overrides: dict = field(default_factory=dict)
+
+
+class HsiPatches:
+    """Random crops of preloaded scenes (each (31, H, W) float32 in [0, 1])."""
+
+    def __init__(self, scenes: list[np.ndarray], patch: int, seed: int = 0):
+        if not scenes:
+            raise OptionError("no training scenes")
+        small = [s.shape for s in scenes if min(s.shape[1:]) < patch]
+        if small:
+            raise OptionError(f"--patch {patch} is larger than a training scene {small[0]}")
+        self.scenes, self.patch = scenes, patch
+        self.rng = np.random.default_rng(seed)
+
+    def clean(self, n: int) -> np.ndarray:
+        """(n, 31, P, P) float32."""
+        p, out = self.patch, []
+        for _ in range(n):
+            s = self.scenes[int(self.rng.integers(len(self.scenes)))]
+            r = int(self.rng.integers(s.shape[1] - p + 1))
+            c = int(self.rng.integers(s.shape[2] - p + 1))
+            x = s[:, r:r + p, c:c + p]
+            x = np.rot90(x, int(self.rng.integers(4)), axes=(1, 2))
+            if self.rng.random() < 0.5:
+                x = x[:, :, ::-1]
+            out.append(np.clip(x * self.rng.uniform(0.6, 1.2), 0, 1))
+        return np.ascontiguousarray(np.stack(out), dtype=np.float32)
+
+    def pairs(self, n: int, max_mix: int = 2, type_dropout: float = 0.0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(hq (n, 31, P, P), lq (n, 31, P, P), types (n, T)) float32."""
+        from hsirestore.inference.restore import types_vector
+        from hsirestore.physics.degradations import random_degradation
+
+        hq = self.clean(n)
+        lq = np.empty_like(hq)
+        types = []
+        for i in range(n):
+            deg = random_degradation(self.rng, max_mix=max_mix)
+            y, _ = deg.apply(hq[i], self.rng)
+            lq[i] = np.clip(np.nan_to_num(y), -0.5, 1.5)
+            hide = self.rng.random() < type_dropout
+            types.append(types_vector([] if hide else deg.names))
+        return hq, lq, np.stack(types).astype(np.float32)
+
+
+def load_scenes(data_dir: Path | None = None, split: str = "train") -> list[np.ndarray]:
+    from hsirestore.training.cave import load_cave_scene, shared_data_dir
+
+    folder = (data_dir or shared_data_dir()) / "cave" / split
+    files = sorted(folder.glob("*.h5"))
+    if not files:
+        raise OptionError(f"no CAVE scenes (*.h5) in {folder}; pass --data DIR")
+    return [load_cave_scene(f)[0] for f in files]
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over bands of the per-band PSNR (peak 1), averaged over the batch."""
+    mse = ((a.clamp(0, 1) - b) ** 2).mean((-1, -2)).clamp_min(1e-12)
+    return float((-10 * torch.log10(mse)).mean())
+
+
+@torch.no_grad()
+def validate(model, stage: int, scenes: list[np.ndarray], crop: int = 64) -> dict:
+    """Stage 1: reconstruction PSNR; stage 2: restoration PSNR per VAL_TASKS (seeded)."""
+    from hsirestore.inference.restore import types_vector
+    from hsirestore.physics.degradations import parse_degradation
+    from hsirestore.training.cave import centre_crop
+
+    model.eval()
+    x = torch.from_numpy(np.stack([centre_crop(s, crop) for s in scenes]).astype(np.float32))
+    out: dict = {}
+    if stage == 1:
+        out["recon_psnr"] = round(psnr(model.autoencode(x)[0], x), 3)
+    else:
+        for spec in VAL_TASKS:
+            deg = parse_degradation(spec)
+            lq = np.stack([deg.apply(s, seed=i)[0] for i, s in enumerate(x.numpy())])
+            t = torch.tensor(np.stack([types_vector(deg.names)] * len(lq)), dtype=torch.float32)
+            lq_t = torch.from_numpy(np.clip(lq, -0.5, 1.5).astype(np.float32))
+            out[spec] = round(psnr(model.restore(lq_t, t), x), 3)
+            out[spec + " (input)"] = round(psnr(lq_t, x), 3)
+        out["mean"] = round(float(np.mean([out[s] for s in VAL_TASKS])), 3)
+    model.train()
+    return out
+
+
+def _save(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _stage_dir(cfg: HsivarTrainConfig) -> Path:
+    return Path(cfg.out) / f"stage{cfg.stage}"
+
+
+def _trainable(model, stage: int) -> list:
+    if stage == 1:
+        mods = [model.encoder, model.quantizer, model.decoder]
+    else:
+        mods = [model.cond_encoder, model.dag, model.transformer, model.decoder]
+        for m in (model.encoder, model.quantizer):
+            m.requires_grad_(False)
+    return [p for m in mods for p in m.parameters() if p.requires_grad]
+
+
+def train(cfg: HsivarTrainConfig, resume: bool = False, scenes: list[np.ndarray] | None = None,
+          val_scenes: list[np.ndarray] | None = None, data_dir: Path | None = None,
+          log=print) -> dict:
+    """Run (or resume) one stage; returns the last log record (with validation if any)."""
+    from hsirestore.registry import get_spec
+
+    if cfg.stage not in (1, 2):
+        raise OptionError(f"--stage must be 1 or 2; got {cfg.stage}")
+    spec = get_spec(cfg.preset)
+    if spec.task != "restore":
+        raise OptionError(f"{cfg.preset} is not an HSI-VAR model")
+    mult = spec.size_multiple
+    if cfg.patch % mult:
+        raise OptionError(f"--patch must be a multiple of {mult} for {cfg.preset}")
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads or max(1, min(8, (os.cpu_count() or 2) - 1)))
+    try:
+        return _train(cfg, resume, scenes, val_scenes, data_dir, log)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
+    from hsirestore.registry import build_model
+
+    torch.manual_seed(cfg.seed)
+    out = _stage_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "last.pt"
+    model = build_model(cfg.preset, **cfg.model_overrides)
+    resuming = resume and ckpt_path.exists()
+    if cfg.stage == 2 and not resuming:
+        init = Path(cfg.init) if cfg.init else Path(cfg.out) / "stage1" / "last.pt"
+        if not init.exists():
+            raise OptionError(f"stage 2 needs a stage-1 checkpoint: {init} not found "
+                              "(run --stage 1 first or pass --init FILE)")
+        ck = torch.load(init, map_location="cpu", weights_only=False)
+        if ck.get("config", {}).get("preset", cfg.preset) != cfg.preset:
+            raise OptionError(f"{init} was trained for {ck['config']['preset']}, not {cfg.preset}")
+        model.load_state_dict(ck["model"])
+        model.init_condition_encoder()
+        log(f"stage 2 initialised from {init} (stage-1 step {ck.get('step')})")
+    params = _trainable(model, cfg.stage)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+
+    def lr_at(step):
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    if scenes is None:
+        scenes = load_scenes(data_dir, "train")
+    if val_scenes is None and cfg.val_every:
+        try:
+            val_scenes = load_scenes(data_dir, "val")
+        except OptionError:
+            val_scenes = []
+    data = HsiPatches(scenes, cfg.patch, cfg.seed + 1000 * cfg.stage)
+    step, last = 0, {}
+    if resuming:
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        step, last = ck["step"], ck.get("last", {})
+        data.rng.bit_generator.state = ck["data_rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        log(f"resumed from {ckpt_path} at step {step}")
+    with open(out / "config.json", "w") as f:
+        json.dump(asdict(cfg), f, indent=2)
+
+    def checkpoint():
+        _save(ckpt_path, {"model": model.state_dict(), "opt": opt.state_dict(),
+                          "sched": sched.state_dict(), "step": step, "config": asdict(cfg),
+                          "last": last, "data_rng": data.rng.bit_generator.state,
+                          "torch_rng": torch.get_rng_state()})
+
+    t_start = t_ckpt = time.time()
+    sums: dict[str, float] = {}
+    count = 0
+    model.train()
+    if cfg.stage == 2:
+        model.encoder.eval()
+        model.quantizer.eval()
+    with open(out / "log.jsonl", "a") as logf:
+        while step < cfg.steps:
+            if cfg.stage == 1:
+                x = torch.from_numpy(data.clean(cfg.batch_size))
+                rec, vq, _ = model.autoencode(x)
+                l1 = F.l1_loss(rec, x)
+                loss = l1 + cfg.w_vq * vq
+                parts = {"l1": l1.item(), "vq": vq.item()}
+            else:
+                hq, lq, types = (torch.from_numpy(a) for a in data.pairs(cfg.batch_size, cfg.max_mix,
+                                                                           cfg.type_dropout))
+                with torch.no_grad():
+                    f_hq, _ = model.encoder(hq)
+                    idx = model.quantizer.features_to_indices(f_hq)
+                f_cond, skips, d = model.condition(lq, types)
+                align = F.mse_loss(f_cond, f_hq)
+                logits = model.teacher_logits(idx, f_cond, d)
+                ce = F.cross_entropy(torch.cat(logits, 1).flatten(0, 1),
+                                     torch.cat([i.flatten(1) for i in idx], 1).flatten())
+                with torch.no_grad():
+                    pred = [lg.argmax(-1).view_as(i) for lg, i in zip(logits, idx)]
+                    acc = float(torch.cat([(p == i).flatten() for p, i in zip(pred, idx)]).float().mean())
+                    f_pred = model.quantizer.indices_to_features(pred)
+                rec = model.decoder(f_pred, skips)
+                pix = F.l1_loss(rec, hq)
+                loss = cfg.w_ce * ce + cfg.w_align * align + cfg.w_pix * pix
+                parts = {"ce": ce.item(), "align": align.item(), "l1": pix.item(), "token_acc": acc}
+            if not torch.isfinite(loss):
+                raise ModelError(f"training diverged at step {step} (loss {loss.item()})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            if cfg.stage == 1 and cfg.restart_every and step % cfg.restart_every == 0 \
+                    and step < 0.8 * cfg.steps:
+                with torch.no_grad():
+                    f, _ = model.encoder(x)
+                parts["restarted"] = model.quantizer.restart_dead_codes(f)
+            for k, v in {"loss": loss.item(), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                last = {"stage": cfg.stage, "step": step,
+                        **{k: round(v / count, 5) for k, v in sums.items()},
+                        "lr": sched.get_last_lr()[0], "minutes": round((time.time() - t_start) / 60, 2)}
+                sums, count = {}, 0
+                if cfg.val_every and val_scenes and (step % cfg.val_every == 0 or step == cfg.steps):
+                    last["val"] = validate(model, cfg.stage, val_scenes, min(64, cfg.patch * 2))
+                    if cfg.stage == 2:
+                        model.encoder.eval()
+                        model.quantizer.eval()
+                logf.write(json.dumps(last) + "\n")
+                logf.flush()
+                log(json.dumps(last))
+            if time.time() - t_ckpt > cfg.ckpt_minutes * 60:
+                checkpoint()
+                t_ckpt = time.time()
+            if cfg.max_minutes and (time.time() - t_start) > cfg.max_minutes * 60:
+                log(f"time limit reached at step {step}")
+                break
+    checkpoint()
+    return last
+
+
+def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
+    """Write the model of a stage-2 checkpoint as fp16 safetensors (into weights/ by
+    default, named by the preset's spec) and record it in that folder's manifest.json."""
+    from hsirestore.registry import get_spec
+    from hsirestore.weights import read_manifest, save_state_dict, weights_dir, write_manifest
+
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = ck["config"]
+    if cfg.get("stage") != 2:
+        raise OptionError(f"{checkpoint} is a stage-{cfg.get('stage')} checkpoint; export a "
+                          "stage-2 checkpoint (OUT/stage2/last.pt)")
+    spec = get_spec(cfg["preset"])
+    name = spec.weights or f"{spec.name}.safetensors"
+    out_file = Path(out_file) if out_file else weights_dir() / name
+    config = {**spec.config, **cfg.get("model_overrides", {})}
+    entry = {
+        "model": spec.name,
+        "config": config,
+        "training_data": "CAVE train split (20 scenes, 31 bands 400-700 nm); "
+                         f"{cfg['patch']}x{cfg['patch']} crops, batch {cfg['batch_size']}, "
+                         f"random degradations (up to {cfg['max_mix']} mixed types)",
+        "training": {k: cfg[k] for k in ("steps", "lr", "w_ce", "w_align", "w_pix", "seed")},
+        "steps": ck["step"],
+        "val_metrics": {**ck.get("last", {}).get("val", {}),
+                        "protocol": "CAVE val scenes, 64x64 centre crops, per-band PSNR (peak 1) "
+                                    "averaged; tasks " + ", ".join(VAL_TASKS)},
+        "dtype": "float16",
+        "note": note,
+    }
+    sha = save_state_dict(ck["model"], out_file,
+                          metadata={"model": spec.name, "config": config, "steps": ck["step"]},
+                          half=True)
+    entry["sha256"] = sha
+    manifest = read_manifest(out_file.parent)
+    manifest.setdefault("files", {})[out_file.name] = entry
+    write_manifest(manifest, out_file.parent)
+    return entry
