@@ -1,1 +1,87 @@
-"""hsirestore train hsivar command (to be written)."""
+"""`hsirestore train hsivar` (two stages) and `hsirestore train hsivar-export`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hsirestore.cli.app import train_app
+from hsirestore.cli.common import command
+from hsirestore.errors import OptionError
+
+
+@command(train_app, "hsivar", help="""Train HSI-VAR on CAVE (two stages, resumable).
+
+Stage 1 trains the multi-scale VQ-VAE (encoder, residual quantizer, SSA decoder) on clean
+crops. Stage 2 starts from OUT/stage1/last.pt (or --init), copies the encoder into the
+condition encoder, freezes the encoder and codebook, and trains the condition encoder
+(alignment loss), degradation embeddings, next-scale transformer (token cross-entropy) and
+decoder (L1) on random degradations of every type and mixtures. Checkpoints go to
+OUT/stage{1,2}/last.pt every few minutes, logs to OUT/stage{1,2}/log.jsonl; --resume continues.
+Export with 'hsirestore train hsivar-export OUT/stage2/last.pt'.
+
+\b
+Examples:
+  hsirestore train hsivar --stage 1 --preset hsivar-compact --steps 6000 --out runs/hsivar
+  hsirestore train hsivar --stage 2 --preset hsivar-compact --steps 20000 --out runs/hsivar
+  hsirestore train hsivar --stage 2 --out runs/hsivar --resume --max-minutes 60
+  hsirestore train hsivar --stage 1 --preset hsivar --patch 128 --batch-size 16 --device cuda
+""")
+def train_hsivar(
+    stage: int = typer.Option(..., help="1 (VQ-VAE on clean cubes) or 2 (restoration)."),
+    preset: str = typer.Option("hsivar-compact", help="Registered HSI-VAR variant."),
+    out: Path = typer.Option(Path("runs/hsivar"), help="Run folder (stage1/, stage2/)."),
+    steps: int = typer.Option(20000, help="Total optimisation steps of this stage."),
+    batch_size: int = typer.Option(8, help="Crops per step."),
+    patch: int = typer.Option(64, help="Crop size in pixels (multiple of the model's size multiple)."),
+    lr: float = typer.Option(4e-4, help="Peak learning rate (AdamW, warm-up then cosine)."),
+    resume: bool = typer.Option(False, help="Continue from OUT/stageN/last.pt."),
+    init: Path = typer.Option(None, help="Stage 2: stage-1 checkpoint (default OUT/stage1/last.pt)."),
+    data: Path = typer.Option(None, help="Data folder with cave/train and cave/val (default ../shared/data)."),
+    max_mix: int = typer.Option(2, help="Stage 2: at most this many degradation types mixed."),
+    max_minutes: float = typer.Option(0.0, help="Stop after this many minutes (0: no limit)."),
+    val_every: int = typer.Option(1000, help="Validate every N steps (0: never)."),
+    log_every: int = typer.Option(50, help="Log every N steps."),
+    ckpt_minutes: float = typer.Option(3.0, help="Minutes between checkpoints."),
+    threads: int = typer.Option(0, help="CPU threads (0: cores - 1)."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    from hsirestore.training.hsivar import HsivarTrainConfig, train
+
+    if stage not in (1, 2):
+        raise OptionError(f"--stage must be 1 or 2; got {stage}")
+    if steps < 1 or batch_size < 1 or max_mix < 1:
+        raise OptionError("--steps, --batch-size and --max-mix must be at least 1")
+    if init is not None and not init.exists():
+        raise OptionError(f"--init {init}: file not found")
+    cfg = HsivarTrainConfig(stage=stage, preset=preset, out=str(out), steps=steps,
+                            batch_size=batch_size, patch=patch, lr=lr, max_mix=max_mix,
+                            max_minutes=max_minutes, val_every=val_every, log_every=log_every,
+                            ckpt_minutes=ckpt_minutes, threads=threads, seed=seed,
+                            init=str(init) if init else "")
+    train(cfg, resume=resume, data_dir=data, log=typer.echo)
+
+
+@command(train_app, "hsivar-export", help="""Export a stage-2 HSI-VAR checkpoint as shipped weights.
+
+Writes fp16 safetensors into weights/ (file name from the preset, e.g.
+hsivar-compact.safetensors) or --output, and records sha256, config, training data, steps
+and the last validation metrics in that folder's manifest.json.
+
+\b
+Examples:
+  hsirestore train hsivar-export runs/hsivar/stage2/last.pt
+""")
+def export_hsivar(
+    checkpoint: Path = typer.Argument(..., help="Stage-2 training checkpoint (last.pt)."),
+    output: Path = typer.Option(None, "-o", "--output", help="Weights file (default weights/<preset>)."),
+    note: str = typer.Option("", help="Free note stored in the manifest."),
+) -> None:
+    import json
+
+    from hsirestore.training.hsivar import export_weights
+
+    if not checkpoint.exists():
+        raise OptionError(f"{checkpoint}: checkpoint not found")
+    entry = export_weights(checkpoint, output, note=note)
+    typer.echo(json.dumps({k: entry[k] for k in ("model", "steps", "sha256", "val_metrics")}))
