@@ -100,6 +100,22 @@ def test_batch_folder_skips_existing_and_reports_errors(tmp_path, tiny_weights):
     assert len(summary.read_text().splitlines()) == 8
 
 
+@pytest.mark.parametrize("suffix", [".hdr", ".tif", ".h5"])
+def test_stream_matches_in_memory(tmp_path, tiny_weights, suffix):
+    src = tmp_path / f"in{suffix}"
+    write_cube(_cube(36), src, dtype="uint16")
+    common = ["--model", "hsivar-tiny", "--weights", str(tiny_weights), "--tile", "16",
+              "--overlap", "4", "--degradation", "noise"]
+    a, b = tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"
+    r = runner.invoke(app, ["denoise", str(src), "-o", str(a)] + common)
+    assert r.exit_code == 0, r.stderr
+    r = runner.invoke(app, ["denoise", str(src), "-o", str(b), "--stream"] + common)
+    assert r.exit_code == 0, r.stderr
+    ca, cb = read_cube(a), read_cube(b)
+    assert cb.source_dtype == "uint16" and cb.shape == (36, 20, 24)
+    np.testing.assert_allclose(ca.data, cb.data, atol=1.0)
+
+
 def test_missing_shipped_weights_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HSIRESTORE_WEIGHTS", str(tmp_path))
     src = tmp_path / "in.h5"

@@ -71,6 +71,30 @@ def _target(src: Path, outdir: Path | None) -> Path:
     return (outdir or src.parent) / f"{src.stem}_restored{_out_suffix(src)}"
 
 
+def _run_one(restorer, src: Path, dst: Path, degradation: str, stream: bool, force: bool):
+    """Restore one file (in memory, or window by window with ``stream``); returns its shape."""
+    from hsirestore.io import create_cube, open_cube, read_cube, write_cube
+
+    if not stream:
+        cube = read_cube(src)
+        out = restorer.restore(cube, degradation)
+        write_cube(out, dst, force=force, dtype=cube.source_dtype)
+        return out.shape
+    source = open_cube(src)
+    try:
+        meta = source.meta
+        sink = create_cube(dst, meta, source.shape, force=force, dtype=meta.source_dtype)
+        try:
+            restorer.restore_stream(source, sink, degradation)
+            sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
+        return tuple(source.shape)
+    finally:
+        source.close()
+
+
 def _restore_cmd(
     inputs: list[Path] = typer.Argument(..., help="Cubes (ENVI .hdr, GeoTIFF, .mat, HDF5) or folders."),
     output: Path = typer.Option(None, "-o", "--output", help="Output cube (one input) or folder."),
@@ -89,13 +113,15 @@ def _restore_cmd(
     top_k: int = typer.Option(None, "--top-k", help="Sample among the K most likely tokens."),
     seed: int = typer.Option(None, help="Seed for sampling (with --temperature > 0)."),
     scaling: str = typer.Option("auto", help="Normalisation: auto, none, dtype, max, percentile:P, scale:S."),
+    stream: bool = typer.Option(False, help="Bounded memory: read and write tile by tile (ENVI and "
+                                "GeoTIFF window I/O; other formats are buffered)."),
     preview: bool = typer.Option(False, help="Write a false-colour OUTPUT_preview.png beside each output."),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
     summary: Path = typer.Option(None, help="Also append the JSON lines to this file."),
 ) -> None:
     from hsirestore.errors import HsiRestoreError, OptionError
     from hsirestore.inference.restore import Restorer
-    from hsirestore.io import output_paths, read_cube, write_cube
+    from hsirestore.io import output_paths, read_cube
     from hsirestore.io.atomic import check_writable
 
     files, folder = _expand(inputs)
@@ -136,12 +162,11 @@ def _restore_cmd(
                                         or (preview and png.exists())):
                 rec.update(status="skipped", seconds=0.0, message="output exists (use --force)")
             else:
-                cube = read_cube(src)
-                out = restorer.restore(cube, degradation)
-                write_cube(out, dst, force=force, dtype=cube.source_dtype)
+                shape = _run_one(restorer, src, dst, degradation, stream, force)
                 if preview:
                     from hsirestore.preview import write_preview
 
+                    out = read_cube(dst)
                     write_preview(out.data, png, wavelengths=out.wavelengths, valid=out.valid,
                                   force=force)
                 info = restorer.last_info
@@ -150,7 +175,7 @@ def _restore_cmd(
                                    + (f" (estimated sigma {info['sigma_255']}/255)"
                                       if info.get("estimated") else ""),
                            degradation=info["degradation"], model=info["model"],
-                           shape=list(out.shape))
+                           shape=list(shape))
         except (HsiRestoreError, OSError) as e:
             if not batch:
                 raise
