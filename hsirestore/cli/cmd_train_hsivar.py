@@ -39,6 +39,8 @@ def train_hsivar(
     init: Path = typer.Option(None, help="Stage 2: stage-1 checkpoint (default OUT/stage1/last.pt)."),
     data: Path = typer.Option(None, help="Data folder with cave/train and cave/val (default ../shared/data)."),
     max_mix: int = typer.Option(2, help="Stage 2: at most this many degradation types mixed."),
+    free_run: float = typer.Option(0.25, help="Stage 2: share of steps whose pixel loss decodes "
+                                   "tokens generated as at inference (0..1)."),
     max_minutes: float = typer.Option(0.0, help="Stop after this many minutes (0: no limit)."),
     val_every: int = typer.Option(1000, help="Validate every N steps (0: never)."),
     log_every: int = typer.Option(50, help="Log every N steps."),
@@ -52,10 +54,12 @@ def train_hsivar(
         raise OptionError(f"--stage must be 1 or 2; got {stage}")
     if steps < 1 or batch_size < 1 or max_mix < 1:
         raise OptionError("--steps, --batch-size and --max-mix must be at least 1")
+    if not 0.0 <= free_run <= 1.0:
+        raise OptionError(f"--free-run must be in [0, 1]; got {free_run}")
     if init is not None and not init.exists():
         raise OptionError(f"--init {init}: file not found")
     cfg = HsivarTrainConfig(stage=stage, preset=preset, out=str(out), steps=steps,
-                            batch_size=batch_size, patch=patch, lr=lr, max_mix=max_mix,
+                            batch_size=batch_size, patch=patch, lr=lr, max_mix=max_mix, free_run=free_run,
                             max_minutes=max_minutes, val_every=val_every, log_every=log_every,
                             ckpt_minutes=ckpt_minutes, threads=threads, seed=seed,
                             init=str(init) if init else "")

@@ -13,7 +13,11 @@ protocol ranges, :func:`hsirestore.physics.degradations.random_degradation`). Lo
 
     w_ce * CE(teacher-forced logits, clean tokens)          (all scales, mean over tokens)
   + w_align * ||E_cond(LQ) - E(HQ)||^2                       (latent-condition alignment)
-  + w_pix * L1(decoder(tokens predicted by argmax, skips of E_cond(LQ)), HQ)
+  + w_pix * L1(decoder(predicted tokens, skips of E_cond(LQ)), HQ)
+
+The predicted tokens are the argmax of the teacher-forced logits, or, on a ``free_run``
+share of the steps, tokens generated scale by scale exactly as at inference (so the decoder
+learns to cope with the transformer's own mistakes rather than only teacher-forced ones).
 
 With probability ``type_dropout`` the degradation types are hidden (all-zero mask: the
 generic d_base) so that unknown degradations ("auto") are handled too.
@@ -59,6 +63,7 @@ class HsivarTrainConfig:
     w_align: float = 1.0
     w_pix: float = 1.0
     type_dropout: float = 0.1
+    free_run: float = 0.25  # stage 2: share of steps whose pixel loss decodes generated tokens
     max_mix: int = 2
     restart_every: int = 200
     seed: int = 0
@@ -280,6 +285,8 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
                 with torch.no_grad():
                     pred = [lg.argmax(-1).view_as(i) for lg, i in zip(logits, idx)]
                     acc = float(torch.cat([(p == i).flatten() for p, i in zip(pred, idx)]).float().mean())
+                    if cfg.free_run > 0 and float(torch.rand(())) < cfg.free_run:
+                        pred = model.generate(f_cond.detach(), d.detach())  # as at inference
                     f_pred = model.quantizer.indices_to_features(pred)
                 rec = model.decoder(f_pred, skips)
                 pix = F.l1_loss(rec, hq)
