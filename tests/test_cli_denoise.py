@@ -116,6 +116,22 @@ def test_stream_matches_in_memory(tmp_path, tiny_weights, suffix):
     np.testing.assert_allclose(ca.data, cb.data, atol=1.0)
 
 
+def test_scaled_integer_source_is_written_as_float(tmp_path, tiny_weights):
+    # a reader that applied a scale factor (values in [0, 1]) but reports uint16 as source dtype
+    src = tmp_path / "scaled.h5"
+    c = _cube(31)
+    write_cube(Cube(c.data / 4000, source_dtype="float32"), src)
+    from hsirestore.cli.cmd_denoise import _output_dtype
+
+    assert _output_dtype("uint16", c.data / 4000) is None
+    assert _output_dtype("uint16", c.data) == "uint16" and _output_dtype("float32", c.data) is None
+    r = runner.invoke(app, ["denoise", str(src), "--model", "hsivar-tiny", "--weights",
+                            str(tiny_weights), "--tile", "0", "--threads", "1"])
+    assert r.exit_code == 0, r.stderr
+    out = read_cube(tmp_path / "scaled_restored.h5")
+    assert out.data.max() < 50 and len(np.unique(out.data)) > 10
+
+
 def test_missing_shipped_weights_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HSIRESTORE_WEIGHTS", str(tmp_path))
     src = tmp_path / "in.h5"

@@ -103,6 +103,11 @@ def test_noise_estimate_accuracy():
     rng = np.random.default_rng(0)
     x = _smooth(4, 128, 128) + rng.normal(0, 0.05, (4, 128, 128))
     np.testing.assert_allclose(estimate_noise(x), 0.05, rtol=0.12)
+    # dark scene, noise clipped at 0 in the dark half: the clipped blocks are left out
+    dark = _smooth(4, 128, 128) * 0.5
+    dark[:, :, :64] = 0.01
+    y = np.clip(dark + rng.normal(0, 0.05, dark.shape), 0, 1)
+    np.testing.assert_allclose(estimate_noise(y), 0.05, rtol=0.15)
 
 
 def _tiny_weights(tmp_path):

@@ -23,7 +23,7 @@ what it chose; or name the types, combined with '+': {_TYPES}; or 'generic'. Par
 noise:sigma=30 are accepted (sigma is in units of 1/255 of the normalised range) but the
 model is guided by the types. Inputs are normalised (floats in [0, 1] as they are, 8-bit by
 255, others by their 99.9th percentile; --scaling overrides) and results are written on the
-input's scale and data type. Any band count: 31-band groups with overlap (fewer than 31
+input's scale (and integer data type when the input held integer counts). Any band count: 31-band groups with overlap (fewer than 31
 bands are resampled; fewer than 8 are refused).
 
 Several inputs or a folder: one output per cube in OUT (a folder; default beside the input,
@@ -71,19 +71,37 @@ def _target(src: Path, outdir: Path | None) -> Path:
     return (outdir or src.parent) / f"{src.stem}_restored{_out_suffix(src)}"
 
 
+def _output_dtype(source_dtype: str | None, sample) -> str | None:
+    """Write integers only when the input held integer counts: an integer source dtype whose
+    values (as read) are whole numbers. Readers that apply a scale factor (e.g. CAVE HDF5
+    with a 'scale' attribute) give fractional values; those results are written as float32."""
+    import numpy as np
+
+    if not source_dtype or np.dtype(source_dtype).kind not in "ui":
+        return None
+    v = np.asarray(sample, np.float64)
+    v = v[np.isfinite(v)]
+    return source_dtype if v.size and np.array_equal(v, np.round(v)) else None
+
+
 def _run_one(restorer, src: Path, dst: Path, degradation: str, stream: bool, force: bool):
     """Restore one file (in memory, or window by window with ``stream``); returns its shape."""
     from hsirestore.io import create_cube, open_cube, read_cube, write_cube
 
     if not stream:
         cube = read_cube(src)
+        dtype = _output_dtype(cube.source_dtype, cube.data[:, ::7, ::7])
         out = restorer.restore(cube, degradation)
-        write_cube(out, dst, force=force, dtype=cube.source_dtype)
+        write_cube(out, dst, force=force, dtype=dtype)
         return out.shape
     source = open_cube(src)
     try:
         meta = source.meta
-        sink = create_cube(dst, meta, source.shape, force=force, dtype=meta.source_dtype)
+        _, h, w = source.shape
+        r0, c0 = max(0, h // 2 - 64), max(0, w // 2 - 64)
+        dtype = _output_dtype(meta.source_dtype, source.read_window(r0, min(h, r0 + 128), c0,
+                                                                    min(w, c0 + 128)))
+        sink = create_cube(dst, meta, source.shape, force=force, dtype=dtype)
         try:
             restorer.restore_stream(source, sink, degradation)
             sink.commit()
@@ -112,6 +130,7 @@ def _restore_cmd(
     temperature: float = typer.Option(0.0, help="Token sampling temperature (0: argmax, deterministic)."),
     top_k: int = typer.Option(None, "--top-k", help="Sample among the K most likely tokens."),
     seed: int = typer.Option(None, help="Seed for sampling (with --temperature > 0)."),
+    threads: int = typer.Option(0, help="CPU threads for torch (0: its default)."),
     scaling: str = typer.Option("auto", help="Normalisation: auto, none, dtype, max, percentile:P, scale:S."),
     stream: bool = typer.Option(False, help="Bounded memory: read and write tile by tile (ENVI and "
                                 "GeoTIFF window I/O; other formats are buffered)."),
@@ -149,6 +168,12 @@ def _restore_cmd(
 
         parse_degradation(degradation)  # fail before loading anything
 
+    if threads < 0:
+        raise OptionError(f"--threads must be >= 0; got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     restorer = Restorer(model_name=model, weights=weights, device=device, tile=tile or None,
                         overlap=overlap if tile else 0, amp=amp, temperature=temperature,
                         top_k=top_k, seed=seed, group_overlap=band_overlap, scaling=scaling)

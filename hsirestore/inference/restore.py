@@ -23,7 +23,7 @@ Degradation (DAG guidance): an explicit spec (``blur+noise``; parameters are acc
 validated but the model is guided by the types only), "generic" (the base embedding alone),
 or "auto": the noise level is estimated per band as 1.4826 * MAD of the diagonal Haar
 detail coefficients ((a - b - c + d) / 2 of 2x2 blocks, a unit-gain high-pass) on the
-normalised data; a median over bands above 3/255 selects "noise" ("niid-noise" when the
+normalised data, leaving out blocks with clipped values (see :func:`estimate_noise`); a median over bands above 3/255 selects "noise" ("niid-noise" when the
 90th/10th percentile ratio of the band levels exceeds 2), bands that are entirely zero in a
 non-empty cube add "band-missing"; otherwise the generic embedding is used. What was chosen
 is in ``Restorer.last_info``.
@@ -65,8 +65,10 @@ def types_vector(names) -> np.ndarray:
 
 
 def estimate_noise(x: np.ndarray, max_side: int = 512) -> np.ndarray:
-    """Per-band Gaussian noise sigma of x (B, H, W) (same units as x), robust MAD of the
-    diagonal Haar detail of a central window of at most ``max_side`` pixels."""
+    """Per-band Gaussian noise sigma of x (B, H, W) (same units as x): 1.4826 * MAD of the
+    diagonal Haar detail of a central window of at most ``max_side`` pixels. 2x2 blocks
+    touching the band's exact minimum or maximum (clipped or saturated values, which
+    hide the noise) are left out when at least 5 % of the blocks remain."""
     b, h, w = x.shape
     r0, c0 = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
     x = np.asarray(x[:, r0:r0 + max_side, c0:c0 + max_side], np.float64)
@@ -74,10 +76,22 @@ def estimate_noise(x: np.ndarray, max_side: int = 512) -> np.ndarray:
     if h2 == 0 or w2 == 0:
         return np.zeros(b)
     x = x[:, :h2, :w2]
-    hh = (x[:, 0::2, 0::2] - x[:, 0::2, 1::2] - x[:, 1::2, 0::2] + x[:, 1::2, 1::2]) / 2
+    blocks = (x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2])
+    hh = (blocks[0] - blocks[1] - blocks[2] + blocks[3]) / 2
     out = np.zeros(b)
     for i in range(b):
-        v = hh[i][np.isfinite(hh[i])]
+        band = x[i][np.isfinite(x[i])]
+        if band.size == 0:
+            continue
+        lo, hi = band.min(), band.max()
+        v = hh[i]
+        keep = np.isfinite(v)
+        inner = keep.copy()
+        for blk in blocks:
+            inner &= (blk[i] > lo) & (blk[i] < hi)
+        if inner.sum() >= 0.05 * keep.size:
+            keep = inner
+        v = v[keep]
         if v.size:
             out[i] = 1.4826 * np.median(np.abs(v - np.median(v)))
     return out
