@@ -34,6 +34,7 @@ def train_mcga(
     batch_size: int = typer.Option(8, help="Patches per step."),
     patch: int = typer.Option(64, help="Patch size (multiple of 8)."),
     lr: float = typer.Option(4e-4, help="AdamW learning rate (peak)."),
+    warmup: int = typer.Option(200, help="Linear warm-up steps before the cosine decay."),
     log_every: int = typer.Option(50, help="Log every N steps."),
     ckpt_every: int = typer.Option(500, help="Checkpoint every N steps (and every 5 minutes)."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -41,7 +42,7 @@ def train_mcga(
     from hsirestore.training.mcga import TrainConfig, Trainer
 
     cfg = TrainConfig(stage=stage, preset=preset, steps=steps, batch_size=batch_size, patch=patch,
-                      lr=lr, log_every=log_every, ckpt_every=ckpt_every, max_minutes=max_minutes,
+                      lr=lr, warmup=warmup, log_every=log_every, ckpt_every=ckpt_every, max_minutes=max_minutes,
                       seed=seed)
     result = Trainer(cfg, out, resume=resume).run(echo=typer.echo)
     typer.echo(json.dumps(result))

@@ -100,13 +100,19 @@ def reference_response():
     return load_camera_response(path)
 
 
+_CAMERA_CACHE: dict = {}
+
+
 def convert_camera(rgb: np.ndarray, camera_csv) -> np.ndarray:
     """rgb (3, H, W) from the camera in ``camera_csv`` -> NTIRE-camera rgb (3, H, W), >= 0."""
     from hsirestore.physics.rgb import load_camera_response
 
-    cwl, cresp = load_camera_response(camera_csv)
-    rwl, rresp = reference_response()
-    m = camera_conversion_matrix(cwl, cresp, rwl, rresp).astype(np.float32)
+    key = (str(Path(camera_csv).resolve()), Path(camera_csv).stat().st_mtime)
+    m = _CAMERA_CACHE.get(key)
+    if m is None:
+        cwl, cresp = load_camera_response(camera_csv)
+        rwl, rresp = reference_response()
+        m = _CAMERA_CACHE[key] = camera_conversion_matrix(cwl, cresp, rwl, rresp).astype(np.float32)
     return np.clip(np.tensordot(m, rgb, axes=(1, 0)), 0.0, None).astype(np.float32)
 
 

@@ -380,8 +380,8 @@ class MCGA(nn.Module):
     def _run(self, rgb):
         mocs = [m.detach() for m in self.mocs()]
         feats, dists = self.ganet(rgb, mocs)
-        out, _, ddec = self.vq.decode(feats, mocs)
-        return out, dists + ddec
+        out, vq, ddec = self.vq.decode(feats, mocs)
+        return out, dists + ddec, vq
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         return self._run(rgb)[0]
@@ -389,11 +389,15 @@ class MCGA(nn.Module):
     def query_entropy(self, rgb: torch.Tensor) -> torch.Tensor:
         """TTA objective: mean entropy of the MoC query probabilities softmax(-distance)
         at every quantised location (GANet queries and the decoder's queries)."""
-        _, dists = self._run(rgb)
+        _, dists, _ = self._run(rgb)
         return sum(query_entropy(d) for d in dists) / len(dists)
 
     def stage2_loss(self, rgb, hsi):
-        return charbonnier(self.forward(rgb), hsi)
+        """Charbonnier(out, hsi) + beta * L2 (Algorithm 2's embed/commit terms on the GANet
+        features; with the MoC frozen they pull the features towards their entries, which
+        keeps them in the range the frozen decoder was trained on)."""
+        out, _, vq = self._run(rgb)
+        return charbonnier(out, hsi) + self.vq.beta * vq
 
 
 def build_mcga(**cfg) -> MCGA:
