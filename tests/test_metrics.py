@@ -1,5 +1,8 @@
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter
+
+from hsirestore.errors import InvalidValueError, ShapeError
 
 from hsirestore.metrics import (compute_metrics, ergas, mpsnr, mrae, mssim, psnr_global,
                                 psnr_per_band, rmse, sam_deg, ssim_per_band)
@@ -68,6 +71,57 @@ def test_ergas_ratio_scales():
     assert ergas(pred, ref, ratio=4) == pytest.approx(4 * ergas(pred, ref, ratio=1))
 
 
-def test_shape_mismatch():
-    with pytest.raises(ValueError):
+def test_shape_mismatch_and_bad_range():
+    with pytest.raises(ShapeError, match="shape mismatch"):
         mpsnr(np.zeros((2, 3, 3)), np.zeros((2, 3, 4)))
+    with pytest.raises(ShapeError, match="valid mask"):
+        rmse(np.zeros((2, 3, 3)), np.zeros((2, 3, 3)), valid=np.ones((3, 4), bool))
+    with pytest.raises(InvalidValueError):
+        mpsnr(np.zeros((2, 3, 3)), np.zeros((2, 3, 3)), data_range=0)
+
+
+def _direct_ssim(x, y, data_range=1.0):
+    """Textbook SSIM: explicit 11x11 Gaussian window (sigma 1.5) at every interior pixel."""
+    t = np.arange(-5, 6)
+    g = np.exp(-(t**2) / (2 * 1.5**2))
+    w = np.outer(g, g)
+    w /= w.sum()
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    vals = []
+    for i in range(5, x.shape[0] - 5):
+        for j in range(5, x.shape[1] - 5):
+            a, b = x[i - 5:i + 6, j - 5:j + 6], y[i - 5:i + 6, j - 5:j + 6]
+            ma, mb = (w * a).sum(), (w * b).sum()
+            va, vb = (w * (a - ma) ** 2).sum(), (w * (b - mb) ** 2).sum()
+            cab = (w * (a - ma) * (b - mb)).sum()
+            vals.append((2 * ma * mb + c1) * (2 * cab + c2) / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
+    return float(np.mean(vals))
+
+
+def test_ssim_matches_direct_window_implementation():
+    rng = np.random.default_rng(5)
+    x = gaussian_filter(rng.random((2, 24, 27)), 1.0)
+    y = x + rng.normal(0, 0.03, x.shape)
+    got = ssim_per_band(y, x, data_range=0.5)
+    want = [_direct_ssim(y[b], x[b], 0.5) for b in range(2)]
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_non_finite_pixels_are_left_out():
+    rng = np.random.default_rng(3)
+    ref = rng.random((3, 20, 20)) + 0.1
+    pred = ref + 0.02
+    bad = pred.copy()
+    bad[1, 4, 7] = np.nan
+    m = compute_metrics(bad, ref)
+    assert m["valid_pixels"] == 399 and m["bands"] == 3
+    assert m["mpsnr"] == pytest.approx(20 * np.log10(1 / 0.02))
+    assert m["rmse"] == pytest.approx(0.02) and np.isfinite(m["mssim"])
+    assert all(np.isfinite(v) for v in m["per_band"]["ssim"])
+    # SSIM with a mask is computed away from the invalid pixels
+    valid = np.ones((20, 20), bool)
+    valid[:, :3] = False
+    pred2 = pred.copy()
+    pred2[:, :, :3] = 5.0
+    assert mssim(pred2, ref, valid=valid) == pytest.approx(mssim(pred, ref), abs=0.02)
+    assert np.isnan(mrae(np.zeros((1, 2, 2)), np.zeros((1, 2, 2))))
