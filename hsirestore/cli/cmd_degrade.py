@@ -39,7 +39,7 @@ def degrade(
 
     from hsirestore.io import output_paths, read_cube, write_cube
     from hsirestore.io.atomic import check_writable
-    from hsirestore.physics.degradations import parse_degradation
+    from hsirestore.physics.degradations import jsonable_info, parse_degradation
 
     deg = parse_degradation(degradation)
     png = dst.with_name(dst.stem + ".png")
@@ -51,6 +51,7 @@ def degrade(
     dt = np.dtype(cube.source_dtype or "float32")
     scaling = fit_scaling(cube, scale_rule, cube.source_dtype)
     y, info = deg.apply(scaling.to_model(cube.data), seed)
+    info = jsonable_info(info)
     out = cube.with_data(scaling.from_model(y).astype(np.float32))
     info["normalisation"] = scaling.describe()
     out.attrs = {**cube.attrs, "degradation": json.dumps(info)}

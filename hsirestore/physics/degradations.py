@@ -1,52 +1,97 @@
-"""Seeded, composable degradations of cubes in the normalised [0, 1] range (numpy only).
+"""Seeded, composable degradations of cubes (bands, H, W) in the normalised [0, 1] range
+(numpy + scipy only).
 
-Spec grammar: ``name[:key=value[,key=value]][+name...]``, e.g. ``blur+noise``,
-``noise:sigma=30``, ``sr:scale=8``, ``inpaint:ratio=0.7``. Noise strengths (``sigma``) are
-in units of 1/255 of the normalised range. Applied left to right.
+Spec grammar: ``name[:key=value[,key=value]][+name...]``, applied left to right, e.g.
+``blur+noise``, ``noise:sigma=30``, ``sr:scale=8``, ``blur:sigma=2+noise:sigma=15``.
+Noise strengths (``sigma``) are in units of 1/255 of the normalised range.
 
-Defaults follow the nine-task all-in-one HSI protocol (MP-HSIR): Gaussian noise sigma 70,
-non-i.i.d. Gaussian sigma in [10, 70] per band, stripes on 5-15 % of columns, impulse noise
-ratio in [0.1, 0.7], Gaussian blur, motion blur, x8 super-resolution, 90 % inpainting,
-30 % band missing, haze.
+Types (``DEGRADATION_TYPES``, in the order the HSI-VAR model embeds them) and parameters
+(defaults in brackets; ranges follow the nine-task all-in-one protocol of MP-HSIR):
+
+* ``noise``: i.i.d. Gaussian, ``sigma`` [30] (1/255 units); not clipped.
+* ``niid-noise``: Gaussian with a per-band sigma drawn uniformly in [``min`` 10, ``max`` 70].
+* ``poisson``: shot noise, y = Poisson(x * ``peak``) / peak, ``peak`` [30] photons at 1.0.
+* ``impulse``: salt (1) and pepper (0) noise on a fraction of the values of each band:
+  ``ratio`` fixed for every band, or by default drawn per band uniformly in
+  [``min`` 0.1, ``max`` 0.7].
+* ``stripes``: per band, a fraction uniform in [``min`` 0.05, ``max`` 0.15] of the columns
+  gets a constant offset uniform in [-``strength``, ``strength``] [0.25].
+* ``deadlines``: per band, a fraction uniform in [``min`` 0.05, ``max`` 0.15] of the
+  columns is set to 0.
+* ``blur``: Gaussian, ``sigma`` [1.6] px; ``radius`` truncates the kernel at that many px
+  (given alone it sets sigma = radius / 3, e.g. ``blur:radius=15``).
+* ``motion-blur``: a normalised line kernel of ``length`` [9] px at ``angle`` [0] degrees.
+* ``sr``: x``scale`` [8] super-resolution input: Gaussian anti-alias blur (sigma
+  scale / 2), decimation by ``scale``, then cubic-spline upsampling back to the same size, so
+  input and output sizes match (the restoration convention).
+* ``inpaint``: a fraction ``ratio`` [0.7] of the pixels (all bands) set to 0.
+* ``band-missing``: round(``ratio`` [0.3] * bands) whole bands set to 0.
+* ``haze``: atmospheric scattering I = J t + A (1 - t), t = exp(-2 ``density`` [0.5] d w),
+  depth d growing from 0.2 (top row) to 1 (bottom row), wavelength factor w from 1.3 (first
+  band) to 0.7 (last band), airlight A = ``airlight`` [0.8].
+
+``Degradation.apply(x, rng_or_seed)`` returns (y float32, info): ``info["spec"]``,
+``info["steps"]`` (JSON-able: name and the parameters actually used, e.g. drawn sigmas) and
+``info["masks"]`` (numpy bool arrays, True where data were destroyed: ``inpaint`` (H, W),
+``deadlines`` (bands, W), ``band-missing`` (bands,), ``impulse`` (bands, H, W)).
+Deterministic for a given seed.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
-from hsirestore.errors import OptionError
+from hsirestore.errors import OptionError, ShapeError
+
+__all__ = ["DEGRADATION_TYPES", "PARAMS", "Step", "Degradation", "parse_degradation",
+           "random_degradation", "motion_kernel", "jsonable_info"]
 
 #: Degradation types in the order the restoration model embeds them.
 DEGRADATION_TYPES = ("noise", "niid-noise", "poisson", "impulse", "stripes", "deadlines",
                      "blur", "motion-blur", "sr", "inpaint", "band-missing", "haze")
 
-DEFAULTS: dict[str, dict[str, float]] = {
-    "noise": {"sigma": 70.0},
+#: name -> {parameter: default (None: derived, see the module docstring)}
+PARAMS: dict[str, dict[str, float | None]] = {
+    "noise": {"sigma": 30.0},
     "niid-noise": {"min": 10.0, "max": 70.0},
     "poisson": {"peak": 30.0},
-    "impulse": {"ratio": 0.3},
+    "impulse": {"ratio": None, "min": 0.1, "max": 0.7},
     "stripes": {"min": 0.05, "max": 0.15, "strength": 0.25},
     "deadlines": {"min": 0.05, "max": 0.15},
-    "blur": {"sigma": 1.6},
+    "blur": {"sigma": None, "radius": None},
     "motion-blur": {"length": 9.0, "angle": 0.0},
     "sr": {"scale": 8.0},
-    "inpaint": {"ratio": 0.9},
+    "inpaint": {"ratio": 0.7},
     "band-missing": {"ratio": 0.3},
-    "haze": {"density": 0.5},
+    "haze": {"density": 0.5, "airlight": 0.8},
 }
+#: kept for callers of the first version: name -> {parameter: default}
+DEFAULTS = {n: {k: v for k, v in p.items() if v is not None} for n, p in PARAMS.items()}
+
+BLUR_SIGMA = 1.6
+
+# parameter -> (low, high) allowed (inclusive); None = unbounded
+_LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "sigma": (0.0, None), "min": (0.0, None), "max": (0.0, None), "peak": (1e-6, None),
+    "ratio": (0.0, 1.0), "strength": (0.0, None), "radius": (0.0, None),
+    "length": (1.0, None), "angle": (None, None), "scale": (1.0, 64.0),
+    "density": (0.0, None), "airlight": (0.0, None),
+}
+_FRACTION_RANGES = ("impulse", "stripes", "deadlines")
 
 
 @dataclass
 class Step:
     name: str
-    params: dict[str, float]
+    params: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
 class Degradation:
-    """A parsed spec; ``apply(x (B, H, W), seed) -> (y, info)``."""
+    """A parsed spec; ``apply(x (bands, H, W), rng_or_seed) -> (y, info)``."""
 
     steps: list[Step] = field(default_factory=list)
 
@@ -55,61 +100,101 @@ class Degradation:
         return [s.name for s in self.steps]
 
     def spec(self) -> str:
+        """The spec string (explicit parameters only); parses back to the same steps."""
         return "+".join(s.name + (":" + ",".join(f"{k}={v:g}" for k, v in s.params.items())
                                   if s.params else "") for s in self.steps)
 
-    def apply(self, x: np.ndarray, seed=0) -> tuple[np.ndarray, dict]:
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        y = np.asarray(x, np.float32).copy()
-        info: dict = {"spec": self.spec(), "steps": []}
+    def apply(self, x: np.ndarray, rng_or_seed=0) -> tuple[np.ndarray, dict]:
+        x = np.asarray(x)
+        if x.ndim != 3:
+            raise ShapeError(f"degradations need a (bands, rows, cols) cube; got shape {x.shape}")
+        rng = (rng_or_seed if isinstance(rng_or_seed, np.random.Generator)
+               else np.random.default_rng(rng_or_seed))
+        y = x.astype(np.float32, copy=True)
+        info: dict = {"spec": self.spec(), "steps": [], "masks": {}}
         for step in self.steps:
-            p = {**DEFAULTS[step.name], **step.params}
-            y, used = _APPLY[step.name](y, p, rng)
+            p = {**PARAMS[step.name], **step.params}
+            y, used, mask = _APPLY[step.name](y, p, rng)
             info["steps"].append({"name": step.name, **used})
-        return y.astype(np.float32), info
+            if mask is not None:
+                old = info["masks"].get(step.name)
+                info["masks"][step.name] = mask if old is None else (old | mask)
+        return np.ascontiguousarray(y, dtype=np.float32), info
+
+
+def jsonable_info(info: dict) -> dict:
+    """``info`` without the numpy masks (for JSON/metadata), with mask fractions instead."""
+    out = {k: v for k, v in info.items() if k != "masks"}
+    if info.get("masks"):
+        out["mask_fraction"] = {k: round(float(np.mean(m)), 6) for k, m in info["masks"].items()}
+    return out
+
+
+def _check_params(name: str, params: dict[str, float]) -> None:
+    for key, val in params.items():
+        lo, hi = _LIMITS[key]
+        if not math.isfinite(val) or (lo is not None and val < lo) or (hi is not None and val > hi):
+            rng = (f">= {lo:g}" if hi is None else f"in [{lo:g}, {hi:g}]") if lo is not None else "finite"
+            raise OptionError(f"parameter {key} of {name} must be {rng}; got {val:g}")
+    full = {**PARAMS[name], **params}
+    if name in _FRACTION_RANGES or name == "niid-noise":
+        if full["min"] > full["max"]:
+            raise OptionError(f"{name}: min ({full['min']:g}) is larger than max ({full['max']:g})")
+        if name in _FRACTION_RANGES and full["max"] > 1:
+            raise OptionError(f"{name}: min and max are fractions in [0, 1]")
+    if name == "sr" and full["scale"] != int(full["scale"]):
+        raise OptionError(f"sr: scale must be a whole number; got {full['scale']:g}")
 
 
 def parse_degradation(spec: str) -> Degradation:
     """Parse ``blur+noise:sigma=30``; OptionError on unknown names or bad parameters."""
-    if not spec or not spec.strip():
-        raise OptionError("empty degradation spec")
+    if spec is None or not str(spec).strip():
+        raise OptionError("empty degradation spec; valid names: " + ", ".join(DEGRADATION_TYPES))
     steps = []
-    for part in spec.strip().split("+"):
+    for part in str(spec).strip().split("+"):
         name, _, args = part.strip().partition(":")
         name = name.strip().lower()
-        if name not in DEFAULTS:
+        if not name:
+            raise OptionError(f"empty name in degradation spec {spec!r}")
+        if name not in PARAMS:
             raise OptionError(f"unknown degradation {name!r}; valid: {', '.join(DEGRADATION_TYPES)}")
-        params = {}
+        params: dict[str, float] = {}
         for kv in filter(None, (a.strip() for a in args.split(","))):
             key, eq, val = kv.partition("=")
-            if not eq or key.strip() not in DEFAULTS[name]:
+            key = key.strip().lower()
+            if not eq or key not in PARAMS[name]:
                 raise OptionError(f"bad parameter {kv!r} for {name}; valid: "
-                                  + ", ".join(f"{k}=<number>" for k in DEFAULTS[name]))
+                                  + ", ".join(f"{k}=<number>" for k in PARAMS[name]))
             try:
-                params[key.strip()] = float(val)
+                params[key] = float(val)
             except ValueError:
-                raise OptionError(f"parameter {key.strip()} of {name} must be a number, got {val!r}") from None
+                raise OptionError(f"parameter {key} of {name} must be a number, got {val.strip()!r}") from None
+        _check_params(name, params)
         steps.append(Step(name, params))
     return Degradation(steps)
 
 
+# application order of a random mixture: optics first, sensor noise last
+_ORDER = ("haze", "blur", "motion-blur", "sr", "band-missing", "inpaint", "deadlines", "stripes",
+          "poisson", "noise", "niid-noise", "impulse")
+_RANDOM_RANGES = {"noise": {"sigma": (5, 70)}, "blur": {"sigma": (0.8, 3.0)},
+                  "motion-blur": {"length": (5, 15), "angle": (0, 180)},
+                  "inpaint": {"ratio": (0.5, 0.9)}, "band-missing": {"ratio": (0.1, 0.3)},
+                  "poisson": {"peak": (10, 100)}, "haze": {"density": (0.2, 0.8)},
+                  "stripes": {"strength": (0.1, 0.3)}}
+
+
 def random_degradation(rng: np.random.Generator, max_mix: int = 2) -> Degradation:
-    """A random type or mixture of up to ``max_mix`` types with strengths across the
-    protocol ranges (for training)."""
-    k = int(rng.integers(1, max_mix + 1))
-    names = list(rng.choice(DEGRADATION_TYPES, size=k, replace=False))
-    order = {n: i for i, n in enumerate(("haze", "blur", "motion-blur", "sr", "band-missing",
-                                         "inpaint", "deadlines", "stripes", "poisson", "noise",
-                                         "niid-noise", "impulse"))}
-    names.sort(key=order.get)
-    ranges = {"noise": {"sigma": (5, 70)}, "blur": {"sigma": (0.8, 3.0)},
-              "motion-blur": {"length": (5, 15), "angle": (0, 180)}, "sr": {"scale": (2, 8)},
-              "inpaint": {"ratio": (0.5, 0.9)}, "band-missing": {"ratio": (0.1, 0.3)},
-              "impulse": {"ratio": (0.1, 0.7)}, "poisson": {"peak": (10, 100)},
-              "haze": {"density": (0.2, 0.8)}}
+    """A random type or a mixture of up to ``max_mix`` distinct types (for training), with
+    strengths drawn across the protocol ranges; types that draw per band (niid-noise,
+    impulse, stripes, deadlines) keep their default ranges."""
+    if max_mix < 1:
+        raise OptionError(f"max_mix must be >= 1; got {max_mix}")
+    k = int(rng.integers(1, min(max_mix, len(DEGRADATION_TYPES)) + 1))
+    names = sorted(rng.choice(DEGRADATION_TYPES, size=k, replace=False).tolist(), key=_ORDER.index)
     steps = []
     for n in names:
-        params = {key: float(rng.uniform(lo, hi)) for key, (lo, hi) in ranges.get(n, {}).items()}
+        params = {key: float(rng.uniform(lo, hi)) for key, (lo, hi) in _RANDOM_RANGES.get(n, {}).items()}
         if n == "sr":
             params["scale"] = float(rng.choice([2, 4, 8]))
         steps.append(Step(n, params))
@@ -117,37 +202,46 @@ def random_degradation(rng: np.random.Generator, max_mix: int = 2) -> Degradatio
 
 
 # ------------------------------------------------------------------------------ operators
+# Each returns (y float32 (B, H, W), parameters used (JSON-able), mask or None).
 def _noise(y, p, rng):
     s = p["sigma"] / 255.0
-    return y + rng.normal(0, s, y.shape).astype(np.float32), {"sigma": p["sigma"]}
+    return y + rng.normal(0, s, y.shape).astype(np.float32), {"sigma": p["sigma"]}, None
 
 
 def _niid(y, p, rng):
     sig = rng.uniform(p["min"], p["max"], y.shape[0]) / 255.0
     y = y + rng.normal(0, 1, y.shape).astype(np.float32) * sig[:, None, None].astype(np.float32)
-    return y, {"sigma_per_band": (sig * 255).round(3).tolist()}
+    return y, {"sigma_per_band": (sig * 255).round(4).tolist()}, None
 
 
 def _poisson(y, p, rng):
     peak = p["peak"]
-    return rng.poisson(np.clip(y, 0, None) * peak).astype(np.float32) / np.float32(peak), {"peak": peak}
+    lam = np.clip(np.nan_to_num(y), 0, None).astype(np.float64) * peak
+    return (rng.poisson(lam) / peak).astype(np.float32), {"peak": peak}, None
+
+
+def _per_band_ratio(p, bands, rng):
+    if p.get("ratio") is not None:
+        return np.full(bands, float(p["ratio"]))
+    return rng.uniform(p["min"], p["max"], bands)
 
 
 def _impulse(y, p, rng):
-    ratio = p["ratio"]
-    hit = rng.random(y.shape) < ratio
+    b = y.shape[0]
+    ratio = _per_band_ratio(p, b, rng)
+    hit = rng.random(y.shape) < ratio[:, None, None]
     salt = rng.random(y.shape) < 0.5
     y = y.copy()
     y[hit & salt] = 1.0
     y[hit & ~salt] = 0.0
-    return y, {"ratio": ratio}
+    return y, {"ratio_per_band": ratio.round(4).tolist()}, hit
 
 
-def _columns(y, p, rng):
-    b, h, w = y.shape
-    ratio = rng.uniform(p["min"], p["max"])
-    n = max(1, int(round(ratio * w)))
-    return [np.sort(rng.choice(w, n, replace=False)) for _ in range(b)], ratio
+def _columns(y, p, rng) -> tuple[list[np.ndarray], np.ndarray]:
+    b, _, w = y.shape
+    ratio = rng.uniform(p["min"], p["max"], b)
+    cols = [np.sort(rng.choice(w, min(w, max(1, int(round(r * w)))), replace=False)) for r in ratio]
+    return cols, ratio
 
 
 def _stripes(y, p, rng):
@@ -155,24 +249,37 @@ def _stripes(y, p, rng):
     y = y.copy()
     for k, c in enumerate(cols):
         y[k][:, c] += rng.uniform(-p["strength"], p["strength"], c.size).astype(np.float32)
-    return y, {"ratio": float(ratio), "strength": p["strength"]}
+    return y, {"ratio_per_band": ratio.round(4).tolist(), "strength": p["strength"]}, None
 
 
 def _deadlines(y, p, rng):
     cols, ratio = _columns(y, p, rng)
     y = y.copy()
+    mask = np.zeros((y.shape[0], y.shape[2]), bool)
     for k, c in enumerate(cols):
         y[k][:, c] = 0.0
-    return y, {"ratio": float(ratio)}
+        mask[k, c] = True
+    return y, {"ratio_per_band": ratio.round(4).tolist()}, mask
 
 
 def _blur(y, p, rng):
-    s = p["sigma"]
-    return ndimage.gaussian_filter(y, (0, s, s), mode="reflect"), {"sigma": s}
+    sigma, radius = p.get("sigma"), p.get("radius")
+    if sigma is None:
+        sigma = radius / 3.0 if radius is not None else BLUR_SIGMA
+    used = {"sigma": round(float(sigma), 6)}
+    if sigma == 0:
+        return y, used, None
+    kw = {}
+    if radius is not None:
+        r = max(1, int(round(radius)))
+        kw["radius"] = (0, r, r)
+        used["radius"] = r
+    return ndimage.gaussian_filter(y, (0, sigma, sigma), mode="reflect", **kw), used, None
 
 
 def motion_kernel(length: float, angle: float) -> np.ndarray:
-    """Normalised line kernel of ``length`` px at ``angle`` degrees."""
+    """Normalised line kernel (odd size) of ``length`` px at ``angle`` degrees
+    (0 = horizontal, counter-clockwise)."""
     n = max(1, int(round(length)))
     size = n if n % 2 else n + 1
     k = np.zeros((size, size), np.float32)
@@ -186,26 +293,26 @@ def motion_kernel(length: float, angle: float) -> np.ndarray:
 
 def _motion(y, p, rng):
     k = motion_kernel(p["length"], p["angle"])
-    return np.stack([ndimage.convolve(b, k, mode="reflect") for b in y]), {
-        "length": p["length"], "angle": p["angle"]}
+    out = np.stack([ndimage.convolve(b, k, mode="reflect") for b in y])
+    return out, {"length": p["length"], "angle": p["angle"]}, None
 
 
 def _sr(y, p, rng):
-    """Anti-aliased downsampling by ``scale`` then cubic upsampling to the same size, so input
-    and output sizes match (restoration convention)."""
     s = int(p["scale"])
+    if s == 1:
+        return y, {"scale": 1}, None
     b, h, w = y.shape
     low = ndimage.gaussian_filter(y, (0, 0.5 * s, 0.5 * s), mode="reflect")[:, s // 2::s, s // 2::s]
     up = ndimage.zoom(low, (1, h / low.shape[1], w / low.shape[2]), order=3, mode="nearest",
                       grid_mode=True)
-    return up[:, :h, :w].astype(np.float32), {"scale": s}
+    return up[:, :h, :w].astype(np.float32), {"scale": s, "low_size": list(low.shape[1:])}, None
 
 
 def _inpaint(y, p, rng):
     missing = rng.random(y.shape[1:]) < p["ratio"]
     y = y.copy()
     y[:, missing] = 0.0
-    return y, {"ratio": p["ratio"], "missing_fraction": float(missing.mean())}
+    return y, {"ratio": p["ratio"], "missing_fraction": round(float(missing.mean()), 6)}, missing
 
 
 def _band_missing(y, p, rng):
@@ -213,16 +320,18 @@ def _band_missing(y, p, rng):
     bands = np.sort(rng.choice(y.shape[0], n, replace=False))
     y = y.copy()
     y[bands] = 0.0
-    return y, {"ratio": p["ratio"], "bands": bands.tolist()}
+    mask = np.zeros(y.shape[0], bool)
+    mask[bands] = True
+    return y, {"ratio": p["ratio"], "bands": bands.tolist()}, mask
 
 
 def _haze(y, p, rng):
-    """I = J t + A (1 - t), transmission decaying across the image, stronger at short bands."""
     b, h, w = y.shape
     depth = np.linspace(0.2, 1.0, h, dtype=np.float32)[:, None] * np.ones((1, w), np.float32)
     wave = np.linspace(1.3, 0.7, b, dtype=np.float32)[:, None, None]
     t = np.exp(-p["density"] * 2 * depth[None] * wave)
-    return y * t + 0.8 * (1 - t), {"density": p["density"]}
+    a = np.float32(p["airlight"])
+    return y * t + a * (1 - t), {"density": p["density"], "airlight": p["airlight"]}, None
 
 
 _APPLY = {"noise": _noise, "niid-noise": _niid, "poisson": _poisson, "impulse": _impulse,
