@@ -44,7 +44,7 @@ def test_every_type_runs_deterministically(cube):
     for name in DEGRADATION_TYPES:
         d = parse_degradation(name)
         a, info = d.apply(cube, 3)
-        b, _ = d.apply(cube, np.random.default_rng(3))
+        b, _ = d.apply(cube, seed=np.random.default_rng(3))
         c, _ = d.apply(cube, 4)
         assert a.shape == cube.shape and a.dtype == np.float32, name
         assert np.array_equal(a, b), name

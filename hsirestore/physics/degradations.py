@@ -30,7 +30,7 @@ Types (``DEGRADATION_TYPES``, in the order the HSI-VAR model embeds them) and pa
   depth d growing from 0.2 (top row) to 1 (bottom row), wavelength factor w from 1.3 (first
   band) to 0.7 (last band), airlight A = ``airlight`` [0.8].
 
-``Degradation.apply(x, rng_or_seed)`` returns (y float32, info): ``info["spec"]``,
+``Degradation.apply(x, seed)`` (an int seed or a numpy Generator) returns (y float32, info): ``info["spec"]``,
 ``info["steps"]`` (JSON-able: name and the parameters actually used, e.g. drawn sigmas) and
 ``info["masks"]`` (numpy bool arrays, True where data were destroyed: ``inpaint`` (H, W),
 ``deadlines`` (bands, W), ``band-missing`` (bands,), ``impulse`` (bands, H, W)).
@@ -91,7 +91,7 @@ class Step:
 
 @dataclass
 class Degradation:
-    """A parsed spec; ``apply(x (bands, H, W), rng_or_seed) -> (y, info)``."""
+    """A parsed spec; ``apply(x (bands, H, W), seed) -> (y, info)``."""
 
     steps: list[Step] = field(default_factory=list)
 
@@ -104,12 +104,13 @@ class Degradation:
         return "+".join(s.name + (":" + ",".join(f"{k}={v:g}" for k, v in s.params.items())
                                   if s.params else "") for s in self.steps)
 
-    def apply(self, x: np.ndarray, rng_or_seed=0) -> tuple[np.ndarray, dict]:
+    def apply(self, x: np.ndarray, seed=0) -> tuple[np.ndarray, dict]:
+        """x (bands, H, W) -> (y float32 (bands, H, W), info); ``seed`` is an int seed or a
+        numpy Generator (consumed)."""
         x = np.asarray(x)
         if x.ndim != 3:
             raise ShapeError(f"degradations need a (bands, rows, cols) cube; got shape {x.shape}")
-        rng = (rng_or_seed if isinstance(rng_or_seed, np.random.Generator)
-               else np.random.default_rng(rng_or_seed))
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         y = x.astype(np.float32, copy=True)
         info: dict = {"spec": self.spec(), "steps": [], "masks": {}}
         for step in self.steps:
