@@ -7,57 +7,108 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import SPECTRA_HELP, command, parse_pixels
+from hsirestore.cli.common import FORCE_HELP, SPECTRA_HELP, command, parse_pixels
 from hsirestore.physics.degradations import DEGRADATION_TYPES
 
+HELP = f"""Degrade a cube with seeded synthetic degradations (to test restorers): IN -> OUT.
 
-@command(app, "degrade", help=f"""Degrade a cube (for testing restorers): IN -> OUT.
+--degradation: name[:key=value,...][+name...], applied left to right. Names:
+{', '.join(DEGRADATION_TYPES)}. Defaults: noise sigma 30, niid-noise sigma 10-70 per band,
+poisson peak 30, impulse ratio 0.1-0.7 per band, stripes / deadlines on 5-15 % of the columns
+per band, blur sigma 1.6 px (or radius=R), motion-blur length 9 angle 0, sr scale 8 (down
+and back up to the same size), inpaint ratio 0.7, band-missing ratio 0.3, haze density 0.5.
+Noise sigma is in units of 1/255 of the normalised range.
 
-Spec: name[:key=value,...][+name...], applied left to right. Names:
-{', '.join(DEGRADATION_TYPES)}. Noise sigma is in units of 1/255 of the normalised range.
-The cube is normalised first by --scale-rule (default auto: floats within [0, 1] kept,
-8-bit divided by 255, anything else by its 99.9th percentile) and written back on its own
-scale and dtype.
+Normalisation (the same rule as denoise): floats already within [0, 1] are kept, 8-bit
+data are divided by 255, anything else by its 99.9th percentile; --scale S divides by S
+instead (e.g. --scale 4095 for 12-bit counts), --scaling names any rule (auto, none, dtype,
+max, percentile:P, scale:S). The result is written back on the input's scale, as integers
+when the input held integer counts (clipped to the type's range), else float32. Invalid
+(nodata) pixels stay invalid. The spec, the seed, the parameters actually drawn and the
+normalisation are stored in the output's metadata (attribute 'degradation', JSON) and printed
+as one JSON line.
 
 \b
 Examples:
   hsirestore degrade clean.hdr noisy.hdr --degradation noise:sigma=30 --seed 0
-  hsirestore degrade clean.h5 bad.h5 --degradation blur:sigma=1.6+noise:sigma=15
-  hsirestore degrade scene.tif sr.tif --degradation sr:scale=4 --preview
-""")
+  hsirestore degrade clean.h5 bad.h5 -d blur:sigma=1.6+noise:sigma=15 --preview
+  hsirestore degrade counts.tif sr.tif -d sr:scale=4 --scale 4095
+  hsirestore degrade scene.mat holes.mat -d inpaint:ratio=0.5 --preview --spectra 10,20
+"""
+
+
+def _integer_output(source_dtype: str | None, data) -> str | None:
+    """The input's integer dtype when its values (as read) are whole numbers, else None."""
+    import numpy as np
+
+    if not source_dtype:
+        return None
+    try:
+        dt = np.dtype(source_dtype)
+    except TypeError:
+        return None
+    if dt.kind not in "ui":
+        return None
+    sample = data.reshape(-1)[:: max(1, data.size // 100_000)]
+    return dt.name if np.array_equal(sample, np.round(sample)) else None
+
+
+@command(app, "degrade", help=HELP)
 def degrade(
-    src: Path = typer.Argument(..., help="Input cube."),
+    src: Path = typer.Argument(..., help="Input cube (ENVI .hdr, .tif, .mat, .h5)."),
     dst: Path = typer.Argument(..., help="Output cube (format by suffix)."),
-    degradation: str = typer.Option(..., "--degradation", "-d", help="Degradation spec."),
-    seed: int = typer.Option(0, help="Random seed."),
-    scale_rule: str = typer.Option("auto", help="auto, none, dtype, max, percentile:P or scale:S."),
-    preview: bool = typer.Option(False, help="Write a false-colour PNG beside the output."),
+    degradation: str = typer.Option(..., "--degradation", "-d",
+                                    help="Degradation spec, e.g. blur+noise:sigma=30."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same result)."),
+    scale: float = typer.Option(None, help="Divide the input by S to normalise it (overrides --scaling)."),
+    scaling: str = typer.Option("auto", "--scaling", "--scale-rule",
+                                help="Normalisation rule: auto, none, dtype, max, percentile:P, scale:S."),
+    var: str = typer.Option(None, help="Variable/dataset name in a .mat/.h5 input."),
+    preview: bool = typer.Option(False, help="Also write OUT's stem + .png (false colour)."),
     spectra: list[str] = typer.Option(None, help=SPECTRA_HELP),
-    force: bool = typer.Option(False, help="Overwrite existing outputs."),
+    force: bool = typer.Option(False, help=FORCE_HELP),
 ) -> None:
     import numpy as np
 
+    from hsirestore.errors import OptionError
+    from hsirestore.inference.normalize import fit_scaling
     from hsirestore.io import output_paths, read_cube, write_cube
     from hsirestore.io.atomic import check_writable
     from hsirestore.physics.degradations import jsonable_info, parse_degradation
+    from hsirestore.preview import spectra_path
 
     deg = parse_degradation(degradation)
+    if scale is not None:
+        if not (np.isfinite(scale) and scale > 0):
+            raise OptionError(f"--scale must be > 0; got {scale:g}")
+        scaling = f"scale:{scale:g}"
+    if spectra and not preview:
+        raise OptionError("--spectra needs --preview")
+    outs = output_paths(dst)
+    if any(p.resolve() == q.resolve() for p in outs for q in output_paths(src) if q.exists()):
+        raise OptionError(f"{dst} would overwrite the input; choose another output")
     png = dst.with_name(dst.stem + ".png")
-    check_writable(output_paths(dst) + ([png] if preview else []), force)
-    cube = read_cube(src)
+    extra = ([png] + ([spectra_path(png)] if spectra else [])) if preview else []
+    check_writable(outs + extra, force)
+    cube = read_cube(src, var=var)
     pixels = parse_pixels(spectra, cube.rows, cube.cols) if preview else None
-    from hsirestore.inference.normalize import fit_scaling
 
-    dt = np.dtype(cube.source_dtype or "float32")
-    scaling = fit_scaling(cube, scale_rule, cube.source_dtype)
-    y, info = deg.apply(scaling.to_model(cube.data), seed)
-    info = jsonable_info(info)
-    out = cube.with_data(scaling.from_model(y).astype(np.float32))
-    info["normalisation"] = scaling.describe()
-    out.attrs = {**cube.attrs, "degradation": json.dumps(info)}
-    write_cube(out, dst, force=force, dtype=dt.name if dt.kind in "ui" else None)
+    norm = fit_scaling(cube, scaling, cube.source_dtype)
+    x = norm.to_model(cube.data)
+    y, info = deg.apply(x, seed)
+    if cube.valid is not None:
+        y[:, ~cube.valid] = x[:, ~cube.valid]  # invalid pixels stay as read
+    record = {**jsonable_info(info), "seed": seed, "normalisation": norm.describe()}
+    out = cube.with_data(np.asarray(norm.from_model(y), np.float32))
+    out.attrs = {**cube.attrs, "degradation": json.dumps(record)}
+    dtype = _integer_output(cube.source_dtype, cube.data)
+    if dtype is not None:
+        info_t = np.iinfo(dtype)
+        out.data = np.clip(np.rint(out.data), info_t.min, info_t.max).astype(np.float32)
+    written = write_cube(out, dst, force=force, dtype=dtype)
     if preview:
         from hsirestore.preview import write_preview
 
-        write_preview(out.data, png, wavelengths=cube.wavelengths, pixels=pixels, force=force)
-    typer.echo(json.dumps({"output": str(dst), **info}))
+        written += write_preview(out, png, pixels=pixels, force=force)
+    typer.echo(json.dumps({"output": str(dst), "files": [str(p) for p in written],
+                           "dtype": dtype or "float32", **record}))

@@ -7,56 +7,96 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import command
+from hsirestore.cli.common import FORCE_HELP, command
 
+HELP = """Compare PRED with REF (same bands, rows and columns) and write a metric report.
 
-@command(app, "evaluate", help="""Compare PRED with REF and write a metric report.
-
-Writes PREFIX.json (all metrics, per-band values, conventions), PREFIX.md (summary table)
-and PREFIX_bands.csv (per band: wavelength, PSNR, SSIM, RMSE). PSNR and SSIM are per band
-with peak --data-range and averaged (MPSNR, MSSIM); also global PSNR (NTIRE), SAM in
-degrees, ERGAS (ratio 1), RMSE and MRAE. Pixels invalid in either cube are left out.
+Writes PREFIX.json (all metrics, per-band values with wavelengths, conventions, inputs),
+PREFIX.md (summary table) and PREFIX_bands.csv (band, wavelength, PSNR, SSIM, RMSE); the
+default PREFIX is PRED's name + '_report' in the current folder. Metrics: PSNR per band with
+peak --data-range, averaged over bands (MPSNR); global PSNR over the whole cube (NTIRE);
+SSIM per band (Gaussian 11x11 window, sigma 1.5, as skimage gaussian_weights=True),
+averaged (MSSIM); SAM in degrees; ERGAS (ratio 1); RMSE; MRAE (NTIRE; references <= 1e-3
+left out). Values are compared as read (file units): give --data-range as the peak of
+that scale (1 for reflectance in [0, 1], 4095 for 12-bit counts...). Pixels invalid
+(nodata / non-finite) in either cube are left out. The table goes to stderr, one JSON line
+with the main figures to stdout.
 
 \b
 Examples:
   hsirestore evaluate restored.h5 clean.h5 -o report
   hsirestore evaluate pred.tif ref.tif --data-range 4095 -o eval/scene1
-""")
+  hsirestore evaluate pred.mat gt.mat --var cube --force
+"""
+
+
+def _fmt(v: float) -> str:
+    from hsirestore.metrics.report import format_value
+
+    return format_value(v)
+
+
+@command(app, "evaluate", help=HELP)
 def evaluate(
-    pred: Path = typer.Argument(..., help="Predicted cube."),
-    ref: Path = typer.Argument(..., help="Reference cube."),
-    output: Path = typer.Option(Path("report"), "-o", "--output", help="Report prefix."),
-    data_range: float = typer.Option(1.0, help="Peak value for PSNR/SSIM."),
-    var: str = typer.Option(None, help="Variable/dataset name in both files."),
-    force: bool = typer.Option(False, help="Overwrite existing reports."),
+    pred: Path = typer.Argument(..., help="Predicted (restored) cube."),
+    ref: Path = typer.Argument(..., help="Reference (ground-truth) cube."),
+    output: Path = typer.Option(None, "-o", "--output",
+                                help="Report prefix (default: ./<PRED name>_report)."),
+    data_range: float = typer.Option(1.0, "--data-range", help="Peak value for PSNR/SSIM."),
+    var: str = typer.Option(None, help="Variable/dataset name in .mat/.h5 files (both)."),
+    force: bool = typer.Option(False, help=FORCE_HELP),
 ) -> None:
+    import sys
+
     import numpy as np
     from rich.console import Console
     from rich.table import Table
 
-    from hsirestore.errors import ShapeError
+    from hsirestore.errors import InvalidValueError, ShapeError
     from hsirestore.io import read_cube
     from hsirestore.io.atomic import check_writable
     from hsirestore.metrics import compute_metrics, report_paths, write_report
+    from hsirestore.metrics.report import SUMMARY
 
+    if not (np.isfinite(data_range) and data_range > 0):
+        raise InvalidValueError(f"--data-range must be > 0; got {data_range:g}")
+    if output is None:
+        output = Path(pred.stem + "_report")
     check_writable(report_paths(output), force)
     p, r = read_cube(pred, var=var), read_cube(ref, var=var)
     if p.shape != r.shape:
         raise ShapeError(f"prediction {'x'.join(map(str, p.shape))} and reference "
-                         f"{'x'.join(map(str, r.shape))} differ in shape")
+                         f"{'x'.join(map(str, r.shape))} (bands x rows x cols) differ in shape")
+    notes = []
+    if (p.wavelengths is not None and r.wavelengths is not None
+            and not np.allclose(p.wavelengths, r.wavelengths, rtol=1e-3, atol=0.5)):
+        notes.append("the two cubes have different wavelengths; bands are compared by index")
     valid = None
-    if p.valid is not None or r.valid is not None:
-        valid = np.ones(p.shape[1:], bool)
-        for v in (p.valid, r.valid):
-            if v is not None:
-                valid &= v
+    for v in (p.valid, r.valid):
+        if v is not None:
+            valid = v.copy() if valid is None else (valid & v)
+    if valid is not None and not valid.any():
+        raise InvalidValueError("no pixel is valid in both cubes")
+    ref_vals = r.data if valid is None else r.data[:, valid]
+    top = float(np.max(ref_vals)) if ref_vals.size else 0.0
+    if top > 1.5 * data_range:
+        notes.append(f"reference values reach {top:g}, above --data-range {data_range:g}; "
+                     "PSNR/SSIM assume that peak")
     m = compute_metrics(p.data, r.data, valid=valid, data_range=data_range)
-    write_report(m, output, force=force, wavelengths=r.wavelengths,
-                 extra={"prediction": str(pred), "reference": str(ref)})
-    t = Table(title=f"{pred.name} vs {ref.name}")
+    wl = r.wavelengths if r.wavelengths is not None else p.wavelengths
+    extra = {"prediction": str(pred), "reference": str(ref)}
+    if notes:
+        extra["notes"] = notes
+    written = write_report(m, output, force=force, wavelengths=wl, extra=extra)
+
+    err = Console(stderr=True)
+    for n in notes:
+        print(f"hsirestore: warning: {n}", file=sys.stderr)
+    t = Table(title=f"{pred.name} vs {ref.name} (data range {data_range:g})")
     t.add_column("metric")
     t.add_column("value", justify="right")
-    for k in ("mpsnr", "psnr_global", "mssim", "sam_deg", "ergas", "rmse", "mrae"):
-        t.add_row(k, f"{m[k]:.4f}")
-    Console(stderr=True).print(t)
-    typer.echo(json.dumps({k: round(m[k], 5) for k in ("mpsnr", "mssim", "sam_deg", "ergas", "rmse", "mrae")}))
+    for k, label in SUMMARY:
+        t.add_row(label, _fmt(m[k]))
+    err.print(t)
+    summary = {k: (round(m[k], 6) if np.isfinite(m[k]) else str(m[k])) for k, _ in SUMMARY}
+    typer.echo(json.dumps({"report": [str(x) for x in written], **summary}))

@@ -7,46 +7,81 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import command
+from hsirestore.cli.common import FORCE_HELP, command
 
+HELP = """Render CUBE (with band wavelengths) to an RGB image through a camera response.
 
-@command(app, "render-rgb", help="""Render CUBE to an RGB image through a camera response.
-
-The response is a CSV (NTIRE 2022 format with R, G1, G2, B columns, or camspec
-Wavelength[nm],R,G1,G2,B); without --camera the CIE 1931 observer mapped to linear sRGB is
-used. Output is linear RGB normalised so that a white of reflectance 1 gives 1 in green;
---gamma applies the sRGB curve for viewing.
+--camera: a CSV response (NTIRE 2022 format 'Wavelength[nm],R,G1,G2,B', or a camspec file:
+'#' comment lines, then wavelength,R,G,B or wavelength,R,G1,G2,B); 'ntire' for the NTIRE 2022
+camera in the shared data folder ($HSIRESTORE_DATA or ../shared/data; it is GPL-3.0 data
+and not shipped); 'cie' (default) for the built-in CIE 1931 observer mapped to linear sRGB
+and white balanced. The cube is normalised first (--scaling, default auto: floats in
+[0, 1] kept, 8-bit / 255, else / the 99.9th percentile), the response is sampled at the band
+centres and scaled so that a white of value 1 in every band gives 1 in green; the result is
+linear RGB clipped to [0, 1] (--gamma applies the sRGB transfer curve for viewing), written
+with --bits 8 or 16 per channel (16 bits: PNG or TIFF). Invalid pixels are black.
 
 \b
 Examples:
-  hsirestore render-rgb scene.h5 scene.png
-  hsirestore render-rgb scene.h5 scene16.png --camera ntire2022_rgb_qe.csv --bits 16
-""")
+  hsirestore render-rgb scene.h5 scene.png --gamma
+  hsirestore render-rgb scene.h5 scene16.png --camera ntire --bits 16
+  hsirestore render-rgb scene.hdr canon.tif --camera Canon_60D.csv --bits 16
+"""
+
+
+@command(app, "render-rgb", help=HELP)
 def render_rgb_cmd(
-    cube: Path = typer.Argument(..., help="Input cube with wavelengths (nm)."),
+    cube: Path = typer.Argument(..., help="Input cube with wavelengths (nm or um)."),
     output: Path = typer.Argument(..., help="Output image (.png, .jpg, .tif)."),
-    camera: Path = typer.Option(None, help="Camera response CSV."),
+    camera: str = typer.Option("cie", help="Camera response: a CSV file, 'ntire' or 'cie'."),
     bits: int = typer.Option(8, help="8 or 16 bits per channel."),
-    gamma: bool = typer.Option(False, help="Apply the sRGB transfer curve."),
-    force: bool = typer.Option(False, help="Overwrite an existing output."),
+    gamma: bool = typer.Option(False, help="Apply the sRGB transfer curve (for viewing)."),
+    scaling: str = typer.Option("auto", help="Normalisation rule: auto, none, dtype, max, "
+                                             "percentile:P, scale:S."),
+    var: str = typer.Option(None, help="Variable/dataset name in a .mat/.h5 input."),
+    force: bool = typer.Option(False, help=FORCE_HELP),
 ) -> None:
     import numpy as np
 
     from hsirestore.errors import OptionError
+    from hsirestore.inference.normalize import fit_scaling
     from hsirestore.io import read_cube, write_rgb
     from hsirestore.io.atomic import check_writable
-    from hsirestore.physics.rgb import load_camera_response, render_rgb
+    from hsirestore.physics.rgb import (default_camera_path, load_camera_response, render_rgb,
+                                        wavelengths_nm)
 
     if bits not in (8, 16):
-        raise OptionError("--bits must be 8 or 16")
+        raise OptionError(f"--bits must be 8 or 16; got {bits}")
+    suffix = output.suffix.lower()
+    if suffix not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+        raise OptionError(f"{output}: the output must be .png, .jpg or .tif")
+    if bits == 16 and suffix in (".jpg", ".jpeg"):
+        raise OptionError("JPEG holds 8 bits per channel; use .png or .tif for --bits 16")
+    name = camera.strip()
+    if name.lower() == "cie":
+        rwl = resp = None
+        camera_label = "CIE 1931 -> linear sRGB (built-in)"
+    elif name.lower() == "ntire":
+        path = default_camera_path()
+        if path is None:
+            raise OptionError("--camera ntire: ntire2022_rgb_qe.csv was not found in the shared "
+                              "data folder; set HSIRESTORE_DATA or pass the CSV file")
+        rwl, resp = load_camera_response(path)
+        camera_label = str(path)
+    else:
+        rwl, resp = load_camera_response(Path(name))
+        camera_label = name
     check_writable([output], force)
-    c = read_cube(cube)
+    c = read_cube(cube, var=var)
     if c.wavelengths is None:
         raise OptionError(f"{cube} has no wavelengths; rendering needs band centres in nm")
-    wl = c.wavelengths * (1000.0 if (c.wavelength_units or "").lower() in ("um", "micrometers", "µm") else 1.0)
-    rwl, resp = load_camera_response(camera) if camera else (None, None)
-    rgb = render_rgb(c.data, wl, rwl, resp)
+    wl = wavelengths_nm(c.wavelengths, c.wavelength_units)
+    norm = fit_scaling(c, scaling, c.source_dtype)
+    rgb = render_rgb(norm.to_model(c.data), wl, rwl, resp)
     if gamma:
         rgb = np.where(rgb <= 0.0031308, 12.92 * rgb, 1.055 * np.power(rgb, 1 / 2.4) - 0.055)
-    write_rgb(rgb, output, force=force, bits=bits)
-    typer.echo(json.dumps({"output": str(output), "camera": str(camera) if camera else "CIE 1931 -> sRGB"}))
+    if c.valid is not None:
+        rgb[:, ~c.valid] = 0.0
+    write_rgb(rgb.astype(np.float32), output, force=force, bits=bits)
+    typer.echo(json.dumps({"output": str(output), "camera": camera_label, "bits": bits,
+                           "gamma": gamma, "normalisation": norm.describe()}))
