@@ -87,7 +87,9 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> np.ndarray:
     raw = (hi - lo) / max(1, n - 1)
     mag = 10 ** np.floor(np.log10(raw))
     step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
-    return np.arange(np.ceil(lo / step) * step, hi + step * 1e-9, step)
+    ticks = np.round(np.arange(np.ceil(lo / step) * step, hi + step * 1e-9, step) / step) * step
+    ticks[np.abs(ticks) < step * 1e-9] = 0.0  # no "-0" label
+    return ticks
 
 
 def spectra_plot(cube: np.ndarray, pixels, wavelengths=None, size=(640, 400)) -> np.ndarray:

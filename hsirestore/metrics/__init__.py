@@ -1,4 +1,5 @@
-"""Metrics (numpy) and report writers."""
+"""Metrics (numpy) and report writers; conventions in :data:`CONVENTIONS`."""
 from hsirestore.metrics.core import (CONVENTIONS, compute_metrics, ergas, mpsnr, mrae, mssim,  # noqa: F401
-                                     psnr_global, psnr_per_band, rmse, sam_deg, ssim_per_band)
-from hsirestore.metrics.report import report_paths, write_report  # noqa: F401
+                                     psnr_global, psnr_per_band, rmse, rmse_per_band, sam_deg,
+                                     ssim_per_band)
+from hsirestore.metrics.report import format_value, report_paths, write_report  # noqa: F401
