@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from hsirestore.errors import OptionError, ShapeError
-from hsirestore.physics.degradations import (DEGRADATION_TYPES, jsonable_info, motion_kernel,
-                                             parse_degradation, random_degradation)
+from hsirestore.physics.degradations import (DEGRADATION_TYPES, bicubic_matrix, jsonable_info,
+                                             motion_kernel, parse_degradation, random_degradation)
 
 
 @pytest.fixture
@@ -155,3 +155,14 @@ def test_mixture_and_random_degradation(cube):
     a = random_degradation(np.random.default_rng(5)).spec()
     assert a == random_degradation(np.random.default_rng(5)).spec()
     assert all(len(random_degradation(rng, 1).steps) == 1 for _ in range(5))
+
+
+def test_bicubic_matrix():
+    np.testing.assert_allclose(bicubic_matrix(8, 8, 1), np.eye(8), atol=1e-12)
+    m = bicubic_matrix(32, 8, 4, 2)
+    np.testing.assert_allclose(m.sum(axis=1), 1.0)
+    ramp = np.arange(8.0)
+    x = (np.arange(32) - 2) / 4
+    inner = (x >= 1) & (x <= 6)  # away from the replicated edges a ramp is reproduced exactly
+    np.testing.assert_allclose((m @ ramp)[inner], x[inner], atol=1e-12)
+    np.testing.assert_allclose(m[2::4], np.eye(8), atol=1e-12)  # samples land on the low pixels

@@ -22,8 +22,9 @@ Types (``DEGRADATION_TYPES``, in the order the HSI-VAR model embeds them) and pa
   (given alone it sets sigma = radius / 3, e.g. ``blur:radius=15``).
 * ``motion-blur``: a normalised line kernel of ``length`` [9] px at ``angle`` [0] degrees.
 * ``sr``: x``scale`` [8] super-resolution input: Gaussian anti-alias blur (sigma
-  scale / 2), decimation by ``scale``, then cubic-spline upsampling back to the same size, so
-  input and output sizes match (the restoration convention).
+  scale / 2), decimation by ``scale``, then bicubic upsampling (Keys, a = -0.5, edges
+  replicated) back to the same size, so input and output sizes match (the restoration
+  convention).
 * ``inpaint``: a fraction ``ratio`` [0.7] of the pixels (all bands) set to 0.
 * ``band-missing``: round(``ratio`` [0.3] * bands) whole bands set to 0.
 * ``haze``: atmospheric scattering I = J t + A (1 - t), t = exp(-2 ``density`` [0.5] d w),
@@ -47,7 +48,7 @@ from scipy import ndimage
 from hsirestore.errors import OptionError, ShapeError
 
 __all__ = ["DEGRADATION_TYPES", "PARAMS", "Step", "Degradation", "parse_degradation",
-           "random_degradation", "motion_kernel", "jsonable_info"]
+           "random_degradation", "motion_kernel", "bicubic_matrix", "jsonable_info"]
 
 #: Degradation types in the order the restoration model embeds them.
 DEGRADATION_TYPES = ("noise", "niid-noise", "poisson", "impulse", "stripes", "deadlines",
@@ -298,15 +299,32 @@ def _motion(y, p, rng):
     return out, {"length": p["length"], "angle": p["angle"]}, None
 
 
+def bicubic_matrix(n_out: int, n_in: int, scale: float, offset: float = 0.0) -> np.ndarray:
+    """(n_out, n_in) bicubic (Keys, a = -0.5) interpolation weights: output sample i reads
+    input coordinate (i - offset) / scale; edges replicate. Rows sum to 1."""
+    x = (np.arange(n_out, dtype=np.float64) - offset) / scale
+    base = np.floor(x).astype(int)
+    m = np.zeros((n_out, n_in), np.float64)
+    a = -0.5
+    for k in range(-1, 3):
+        t = np.abs(x - (base + k))
+        w = np.where(t <= 1, (a + 2) * t**3 - (a + 3) * t**2 + 1,
+                     np.where(t < 2, a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a, 0.0))
+        np.add.at(m, (np.arange(n_out), np.clip(base + k, 0, n_in - 1)), w)
+    return m / m.sum(axis=1, keepdims=True)
+
+
 def _sr(y, p, rng):
     s = int(p["scale"])
     if s == 1:
         return y, {"scale": 1}, None
     b, h, w = y.shape
-    low = ndimage.gaussian_filter(y, (0, 0.5 * s, 0.5 * s), mode="reflect")[:, s // 2::s, s // 2::s]
-    up = ndimage.zoom(low, (1, h / low.shape[1], w / low.shape[2]), order=3, mode="nearest",
-                      grid_mode=True)
-    return up[:, :h, :w].astype(np.float32), {"scale": s, "low_size": list(low.shape[1:])}, None
+    off = s // 2  # low pixel j is the sample at s * j + s // 2 of the blurred image
+    low = ndimage.gaussian_filter(y, (0, 0.5 * s, 0.5 * s), mode="reflect")[:, off::s, off::s]
+    uh = bicubic_matrix(h, low.shape[1], s, off).astype(np.float32)
+    uw = bicubic_matrix(w, low.shape[2], s, off).astype(np.float32)
+    up = np.einsum("ij,bjk,lk->bil", uh, low, uw, optimize=True)
+    return up.astype(np.float32), {"scale": s, "low_size": list(low.shape[1:])}, None
 
 
 def _inpaint(y, p, rng):
