@@ -122,3 +122,18 @@ def test_tiny_training_learns_and_resumes(tmp_path):
     assert r2["loss_last"] < r2["loss_first"]
     pred = RgbToHsi(model_name="mcga-tiny", weights=r2["weights"], device="cpu", tile=None)
     assert pred.predict(_rgb(16, 16)).shape == (31, 16, 16)
+    # export: fp16 safetensors + manifest entry with sha256 and the given metrics
+    from hsirestore.training.mcga import export_weights
+    from hsirestore.weights import read_manifest, sha256_file
+
+    out = tmp_path / "w" / "mcga-tiny.safetensors"
+    out.parent.mkdir()
+    with pytest.raises(OptionError):
+        export_weights(tmp_path / "stage1.pt", out)
+    entry = export_weights(tmp_path / "stage2.pt", out, metrics={"ntire": {"mrae": 0.5}})
+    man = read_manifest(out.parent)["files"]["mcga-tiny.safetensors"]
+    assert man["sha256"] == sha256_file(out) == entry["sha256"] and man["steps"] == 40
+    assert man["val_metrics"]["ntire"]["mrae"] == 0.5 and man["dtype"] == "float16"
+    a = RgbToHsi(model_name="mcga-tiny", weights=out, device="cpu", tile=None).predict(_rgb(16, 16))
+    b = pred.predict(_rgb(16, 16))
+    assert np.abs(a.data - b.data).max() < 1e-2  # fp16 export keeps the prediction

@@ -8,6 +8,8 @@ Examples:
   hsirestore demo out/                                   # synthetic scene, no data needed
   hsirestore info scene.hdr
   hsirestore cassi meas.mat --mask mask.mat -o cube.h5 --preview
+  hsirestore denoise noisy.hdr -o clean.hdr --degradation blur+noise
+  hsirestore rgb2hsi photo.png -o cube.h5 --tta
   hsirestore simulate-cassi scene.h5 --mask mask.mat -o meas.mat
   hsirestore degrade clean.hdr noisy.hdr --degradation blur+noise:sigma=15
   hsirestore evaluate pred.h5 ref.h5 -o report

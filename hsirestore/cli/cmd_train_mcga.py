@@ -46,3 +46,36 @@ def train_mcga(
                       seed=seed)
     result = Trainer(cfg, out, resume=resume).run(echo=typer.echo)
     typer.echo(json.dumps(result))
+
+
+@command(train_app, "mcga-export", help="""Export a stage-2 MCGA checkpoint as shipped weights.
+
+Writes fp16 safetensors into weights/ (file name from the preset, e.g.
+mcga-compact.safetensors) or --output, and records sha256, config, training data, steps and
+the validation metrics (--metrics: the JSON written by benchmarks/rgb2hsi_val.py --json) in
+that folder's manifest.json.
+
+\b
+Examples:
+  python benchmarks/rgb2hsi_val.py --weights runs/mcga/stage2.pt --json val.json
+  hsirestore train mcga-export runs/mcga/stage2.pt --metrics val.json
+""")
+def export_mcga(
+    checkpoint: Path = typer.Argument(..., help="Stage-2 training checkpoint (OUT/stage2.pt)."),
+    output: Path = typer.Option(None, "-o", "--output", help="Weights file (default weights/<preset>)."),
+    metrics: Path = typer.Option(None, help="Validation metrics JSON to record in the manifest."),
+    note: str = typer.Option("", help="Free note stored in the manifest."),
+) -> None:
+    from hsirestore.errors import OptionError
+    from hsirestore.training.mcga import export_weights
+
+    if not checkpoint.exists():
+        raise OptionError(f"{checkpoint}: checkpoint not found")
+    val = None
+    if metrics is not None:
+        try:
+            val = json.loads(metrics.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise OptionError(f"--metrics {metrics}: cannot read JSON ({e})") from e
+    entry = export_weights(checkpoint, output, metrics=val, note=note)
+    typer.echo(json.dumps({k: entry[k] for k in ("model", "steps", "sha256")}))

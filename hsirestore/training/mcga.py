@@ -330,3 +330,44 @@ class Trainer:
         if cfg.stage == 2:
             result["weights"] = str(self.export())
         return result
+
+
+def export_weights(checkpoint, out_file=None, metrics: dict | None = None, note: str = "") -> dict:
+    """Write the model of a stage-2 checkpoint (OUT/stage2.pt) as fp16 safetensors (into
+    weights/ by default, named by the preset's spec) and record it in that folder's
+    manifest.json with ``metrics`` (e.g. the JSON of benchmarks/rgb2hsi_val.py)."""
+    from hsirestore.registry import get_spec
+    from hsirestore.weights import read_manifest, save_state_dict, weights_dir, write_manifest
+
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if ck.get("stage") != 2:
+        raise OptionError(f"{checkpoint} is a stage-{ck.get('stage')} checkpoint; export a "
+                          "stage-2 checkpoint (OUT/stage2.pt)")
+    spec = get_spec(ck["preset"])
+    name = spec.weights or f"{spec.name}.safetensors"
+    out_file = Path(out_file) if out_file else weights_dir() / name
+    cfg = ck.get("config", {})
+    entry = {
+        "model": spec.name,
+        "config": dict(spec.config),
+        "training_data": (
+            "stage 1: CAVE train split (20 scenes, 31 bands 400-700 nm) and synthetic mosaics of "
+            "colour-science reflectances (ColorChecker, ISO 17321-1, PMC; BSD-3-Clause) under D65, "
+            "D50, A, FL2, FL11, E; stage 2: CAVE train rendered through the NTIRE 2022 response "
+            f"and camspec cameras except {', '.join(HELDOUT_CAMERAS)} (p={cfg.get('p_camspec')}), "
+            f"brightness x U{tuple(cfg.get('brightness', ()))}, "
+            f"{cfg.get('patch')}x{cfg.get('patch')} patches, batch {cfg.get('batch_size')}"),
+        "training": {k: cfg.get(k) for k in ("steps", "lr", "warmup", "beta", "seed")},
+        "steps": int(ck["step"]),
+        "val_metrics": metrics or {},
+        "dtype": "float16",
+        "note": note,
+    }
+    sha = save_state_dict(ck["model"], out_file,
+                          metadata={"model": spec.name, "config": dict(spec.config),
+                                    "steps": int(ck["step"])}, half=True)
+    entry["sha256"] = sha
+    manifest = read_manifest(out_file.parent)
+    manifest.setdefault("files", {})[out_file.name] = entry
+    write_manifest(manifest, out_file.parent)
+    return entry
