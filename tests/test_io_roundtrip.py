@@ -183,7 +183,9 @@ def test_hdf5_cave_layout_and_dataset_path(tmp_path):
         f.create_group("g")["other"] = np.zeros((2, 4, 5), np.float32)
     c = read_cube(str(tmp_path / "cave.h5") + ":/cube")
     np.testing.assert_allclose(c.data, raw / 4095, rtol=1e-6)
-    assert c.data.max() <= 1 and c.source_dtype == "uint16"
+    # scaled values are floats, not the stored counts (so no integer output / 1/65535 rule)
+    assert c.data.max() <= 1 and c.source_dtype == "float32"
+    assert c.attrs["stored_dtype"] == "uint16" and abs(c.attrs["scale"] - 1 / 4095) < 1e-12
     np.testing.assert_allclose(c.wavelengths, [400, 410, 420])
     assert read_cube(str(tmp_path / "cave.h5") + ":/g/other").shape == (2, 4, 5)
 

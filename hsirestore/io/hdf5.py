@@ -83,10 +83,16 @@ def read_hdf5(path, var: str | None = None, layout: str | None = None) -> Cube:
     data = to_bands_first(arr, layout or stored_layout, f"{file}:/{key}")
     source_dtype = arr.dtype.name
     data = data.astype(np.float32)
-    if "scale" in attrs:
-        data = data * np.float32(np.ravel(attrs["scale"])[0])
     nodata = float(np.ravel(attrs["nodata"])[0]) if "nodata" in attrs else None
-    data, valid = clean(data, nodata)
+    data, valid = clean(data, nodata)  # nodata is in the stored units
+    extra = {}
+    if "scale" in attrs:
+        # scaled values are no longer the stored integer counts: report them as float32
+        data = data * np.float32(np.ravel(attrs["scale"])[0])
+        extra = {"stored_dtype": source_dtype, "scale": float(np.ravel(attrs["scale"])[0])}
+        if nodata is not None:
+            nodata = float(np.float32(nodata) * np.float32(extra["scale"]))
+        source_dtype = "float32"
     if stored_valid is not None and stored_valid.shape == data.shape[1:]:
         valid = stored_valid if valid is None else (valid & stored_valid)
         valid = None if valid.all() else valid
@@ -103,7 +109,7 @@ def read_hdf5(path, var: str | None = None, layout: str | None = None) -> Cube:
     names = json.loads(text("band_names")) if "band_names" in attrs else None
     return Cube(data, wavelengths=wl, wavelength_units=text("wavelength_units") or ("nm" if wl is not None else None),
                 fwhm=fwhm, nodata=nodata, valid=valid, crs=text("crs"), transform=transform,
-                band_names=names, source_dtype=source_dtype, attrs={"dataset": "/" + key})
+                band_names=names, source_dtype=source_dtype, attrs={"dataset": "/" + key, **extra})
 
 
 def write_hdf5(cube: Cube, path, force: bool = False, dtype: str | None = None) -> list[Path]:
