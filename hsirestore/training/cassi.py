@@ -197,7 +197,7 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
     step = 0
     best = {}
     if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
@@ -300,7 +300,7 @@ def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
     from hsirestore.registry import get_spec
     from hsirestore.weights import read_manifest, save_state_dict, weights_dir, write_manifest
 
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
     cfg = ck["config"]
     spec = get_spec(cfg["preset"])
     out_file = Path(out_file) if out_file else weights_dir() / spec.weights

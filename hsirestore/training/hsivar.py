@@ -213,7 +213,7 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
         if not init.exists():
             raise OptionError(f"stage 2 needs a stage-1 checkpoint: {init} not found "
                               "(run --stage 1 first or pass --init FILE)")
-        ck = torch.load(init, map_location="cpu", weights_only=False)
+        ck = torch.load(init, map_location="cpu", weights_only=True)
         if ck.get("config", {}).get("preset", cfg.preset) != cfg.preset:
             raise OptionError(f"{init} was trained for {ck['config']['preset']}, not {cfg.preset}")
         model.load_state_dict(ck["model"])
@@ -239,7 +239,7 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
     data = HsiPatches(scenes, cfg.patch, cfg.seed + 1000 * cfg.stage)
     step, last = 0, {}
     if resuming:
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
@@ -337,7 +337,7 @@ def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
     from hsirestore.registry import get_spec
     from hsirestore.weights import read_manifest, save_state_dict, weights_dir, write_manifest
 
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
     cfg = ck["config"]
     if cfg.get("stage") != 2:
         raise OptionError(f"{checkpoint} is a stage-{cfg.get('stage')} checkpoint; export a "
