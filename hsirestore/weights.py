@@ -98,6 +98,7 @@ def save_state_dict(state: dict, path: os.PathLike | str, metadata: dict[str, An
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)  # readable like any installed file
     os.replace(tmp, path)
     del torch
     return sha256_file(path)

@@ -5,6 +5,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from hsirestore.cli import app
+from hsirestore.io import read_cube
 
 runner = CliRunner()
 
@@ -50,10 +51,25 @@ def test_batch_folder_skips_existing(tmp_path):
     assert [json.loads(l).get("skipped") for l in r.stdout.strip().splitlines()] == ["exists"] * 2
 
 
-def test_errors_are_one_line(tmp_path):
+def test_shipped_mcga_weights_run(tmp_path):
     src = _png(tmp_path / "a.png")
+    r = runner.invoke(app, ["rgb2hsi", str(src), "-o", str(tmp_path / "a.h5")])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["method"] == "mcga-compact"
+    cube = read_cube(tmp_path / "a.h5")
+    assert cube.shape[0] == 31 and np.isfinite(cube.data).all()
+
+
+def test_errors_are_one_line(tmp_path, monkeypatch):
+    src = _png(tmp_path / "a.png")
+    empty = tmp_path / "no_weights"
+    empty.mkdir()
+    with monkeypatch.context() as m:  # as if the weights were not installed
+        m.setenv("HSIRESTORE_WEIGHTS", str(empty))
+        r = runner.invoke(app, ["rgb2hsi", str(src), "-o", str(tmp_path / "o.h5")])
+        assert r.exit_code == 1 and "mcga-compact.safetensors" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
     cases = [
-        (["--method", "mcga"], "mcga-compact.safetensors"),
         (["--method", "poly", "--tta"], "--tta"),
         (["--method", "bogus"], "unknown method"),
         (["--method", "mcga", "--model", "nope"], "unknown model"),

@@ -32,7 +32,7 @@ def test_nan_pixels_marked_invalid():
     assert out.valid is not None and not out.valid[3, 4] and out.valid.sum() == x[0].size - 1
 
 
-def test_bad_inputs_raise_typed_errors():
+def test_bad_inputs_raise_typed_errors(tmp_path, monkeypatch):
     pred = RgbToHsi(method="poly")
     with pytest.raises(ShapeError):
         pred.predict(np.zeros((4, 8, 8), np.float32))
@@ -42,6 +42,7 @@ def test_bad_inputs_raise_typed_errors():
         RgbToHsi(method="poly", tta=True)
     with pytest.raises(OptionError):
         RgbToHsi(method="nope")
+    monkeypatch.setenv("HSIRESTORE_WEIGHTS", str(tmp_path))  # weights not installed
     with pytest.raises(ModelError, match="mcga-compact.safetensors"):
         RgbToHsi(method="mcga", model_name="mcga-compact")
     with pytest.raises(ModelError, match="unknown model"):
