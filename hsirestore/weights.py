@@ -104,6 +104,21 @@ def save_state_dict(state: dict, path: os.PathLike | str, metadata: dict[str, An
     return sha256_file(path)
 
 
+def publish_weights(state: dict, out_file: os.PathLike | str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Save ``state`` as fp16 safetensors at ``out_file`` and record ``entry`` (model, config,
+    training data, steps, validation metrics, ...) plus its sha256 and dtype in the
+    manifest.json of that folder. Returns the completed entry."""
+    out_file = Path(out_file)
+    entry = {**entry, "dtype": "float16"}
+    entry["sha256"] = save_state_dict(
+        state, out_file, half=True,
+        metadata={"model": entry.get("model"), "config": entry.get("config"), "steps": entry.get("steps")})
+    manifest = read_manifest(out_file.parent)
+    manifest.setdefault("files", {})[out_file.name] = entry
+    write_manifest(manifest, out_file.parent)
+    return entry
+
+
 def load_state_dict(path: os.PathLike | str, expected_sha256: str | None = None) -> tuple[dict, dict]:
     """Load (state_dict as float32 tensors, metadata) from safetensors or a torch checkpoint.
 

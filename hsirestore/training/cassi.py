@@ -298,7 +298,7 @@ def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
     it in weights/manifest.json (sha256, config, training data, steps, validation metrics).
     The auxiliary (mask-aware learning) head is left out: it is only used in training."""
     from hsirestore.registry import get_spec
-    from hsirestore.weights import read_manifest, save_state_dict, weights_dir, write_manifest
+    from hsirestore.weights import publish_weights, weights_dir
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
     cfg = ck["config"]
@@ -316,13 +316,6 @@ def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
         "val_metrics": {**_validate_state(spec.name, state, cfg),
                         "protocol": "3 CAVE val scenes, 256x256 centre crops, 28 bands, "
                                     "mask_256.mat; per-band PSNR (peak 1) averaged"},
-        "dtype": "float16",
         "note": note,
     }
-    sha = save_state_dict(state, out_file, metadata={"model": spec.name, "config": entry["config"],
-                                                      "steps": ck["step"]}, half=True)
-    entry["sha256"] = sha
-    manifest = read_manifest(out_file.parent)
-    manifest.setdefault("files", {})[out_file.name] = entry
-    write_manifest(manifest, out_file.parent)
-    return entry
+    return publish_weights(state, out_file, entry)

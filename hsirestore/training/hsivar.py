@@ -335,7 +335,7 @@ def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
     """Write the model of a stage-2 checkpoint as fp16 safetensors (into weights/ by
     default, named by the preset's spec) and record it in that folder's manifest.json."""
     from hsirestore.registry import get_spec
-    from hsirestore.weights import read_manifest, save_state_dict, weights_dir, write_manifest
+    from hsirestore.weights import publish_weights, weights_dir
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
     cfg = ck["config"]
@@ -357,14 +357,6 @@ def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
         "val_metrics": {**ck.get("last", {}).get("val", {}),
                         "protocol": "CAVE val scenes, 64x64 centre crops, per-band PSNR (peak 1) "
                                     "averaged; tasks " + ", ".join(VAL_TASKS)},
-        "dtype": "float16",
         "note": note,
     }
-    sha = save_state_dict(ck["model"], out_file,
-                          metadata={"model": spec.name, "config": config, "steps": ck["step"]},
-                          half=True)
-    entry["sha256"] = sha
-    manifest = read_manifest(out_file.parent)
-    manifest.setdefault("files", {})[out_file.name] = entry
-    write_manifest(manifest, out_file.parent)
-    return entry
+    return publish_weights(ck["model"], out_file, entry)

@@ -337,7 +337,7 @@ def export_weights(checkpoint, out_file=None, metrics: dict | None = None, note:
     weights/ by default, named by the preset's spec) and record it in that folder's
     manifest.json with ``metrics`` (e.g. the JSON of benchmarks/rgb2hsi_val.py)."""
     from hsirestore.registry import get_spec
-    from hsirestore.weights import read_manifest, save_state_dict, weights_dir, write_manifest
+    from hsirestore.weights import publish_weights, weights_dir
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if ck.get("stage") != 2:
@@ -360,14 +360,6 @@ def export_weights(checkpoint, out_file=None, metrics: dict | None = None, note:
         "training": {k: cfg.get(k) for k in ("steps", "lr", "warmup", "beta", "seed")},
         "steps": int(ck["step"]),
         "val_metrics": metrics or {},
-        "dtype": "float16",
         "note": note,
     }
-    sha = save_state_dict(ck["model"], out_file,
-                          metadata={"model": spec.name, "config": dict(spec.config),
-                                    "steps": int(ck["step"])}, half=True)
-    entry["sha256"] = sha
-    manifest = read_manifest(out_file.parent)
-    manifest.setdefault("files", {})[out_file.name] = entry
-    write_manifest(manifest, out_file.parent)
-    return entry
+    return publish_weights(ck["model"], out_file, entry)
