@@ -40,6 +40,7 @@ def train_cassi(
     ckpt_minutes: float = typer.Option(3.0, help="Minutes between checkpoints."),
     seed: int = typer.Option(0, help="Random seed."),
     init_weights: Path = typer.Option(None, help="Start from these weights (e.g. weights/s2former-unfolded.safetensors)."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
 ) -> None:
     from hsirestore.training.cassi import CassiTrainConfig, train
     from hsirestore.training.cave import shared_data_dir
@@ -53,7 +54,7 @@ def train_cassi(
                            patch=patch, lr=lr, mask_aware=mask_aware, shot_noise=shot_noise,
                            max_minutes=max_minutes, val_every=val_every, log_every=log_every,
                            ckpt_minutes=ckpt_minutes, seed=seed,
-                           init_weights=str(init_weights) if init_weights else "")
+                           init_weights=str(init_weights) if init_weights else "", device=device)
     train(cfg, resume=resume, data_dir=data_dir, log=typer.echo)
 
 

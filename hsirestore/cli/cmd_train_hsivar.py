@@ -47,6 +47,7 @@ def train_hsivar(
     ckpt_minutes: float = typer.Option(3.0, help="Minutes between checkpoints."),
     threads: int = typer.Option(0, help="CPU threads (0: cores - 1)."),
     seed: int = typer.Option(0, help="Random seed."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
 ) -> None:
     from hsirestore.training.hsivar import HsivarTrainConfig, train
 
@@ -62,7 +63,7 @@ def train_hsivar(
                             batch_size=batch_size, patch=patch, lr=lr, max_mix=max_mix, free_run=free_run,
                             max_minutes=max_minutes, val_every=val_every, log_every=log_every,
                             ckpt_minutes=ckpt_minutes, threads=threads, seed=seed,
-                            init=str(init) if init else "")
+                            init=str(init) if init else "", device=device)
     train(cfg, resume=resume, data_dir=data, log=typer.echo)
 
 

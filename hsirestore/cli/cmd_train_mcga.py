@@ -39,12 +39,13 @@ def train_mcga(
     ckpt_every: int = typer.Option(500, help="Checkpoint every N steps (and every 5 minutes)."),
     seed: int = typer.Option(0, help="Random seed."),
     threads: int = typer.Option(2, help="CPU threads for torch."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
 ) -> None:
     from hsirestore.training.mcga import TrainConfig, Trainer
 
     cfg = TrainConfig(stage=stage, preset=preset, steps=steps, batch_size=batch_size, patch=patch,
                       lr=lr, warmup=warmup, log_every=log_every, ckpt_every=ckpt_every, max_minutes=max_minutes,
-                      seed=seed, threads=threads)
+                      seed=seed, threads=threads, device=device)
     result = Trainer(cfg, out, resume=resume).run(echo=typer.echo)
     typer.echo(json.dumps(result))
 

@@ -130,6 +130,7 @@ class MultiScaleVQ(nn.Module):
         flat = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
         pick = flat[torch.randint(0, flat.shape[0], (n,), device=flat.device)]
         cb = self.codebook(source, scale)
+        dead = dead.to(cb.device)
         cb[dead] = pick + 0.01 * pick.std() * torch.randn_like(pick)
         return n
 

@@ -62,6 +62,7 @@ class CassiTrainConfig:
     step: int = 2
     model_overrides: dict = field(default_factory=dict)
     init_weights: str = ""  # start from these weights (e.g. the shipped ones) unless resuming
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto
 
 
 def _load_mask(path: Path) -> np.ndarray:
@@ -150,13 +151,14 @@ def validate(model, data_dir: Path, bands: int = 28, step: int = 2) -> dict:
     """Mean PSNR on the CAVE val scenes (256x256 centre crops, mask_256)."""
     from hsirestore.training.cave import load_cave_scene
 
-    mask = torch.from_numpy(_load_mask(data_dir / "cassi" / "mask_256.mat"))
+    dev = next(model.parameters()).device
+    mask = torch.from_numpy(_load_mask(data_dir / "cassi" / "mask_256.mat")).to(dev)
     wl = np.asarray(CASSI_WAVELENGTHS_28)
     model.eval()
     out = {}
     for path in sorted((data_dir / "cave" / "val").glob("*.h5")):
         cube, w = load_cave_scene(path)
-        x = torch.from_numpy(np.ascontiguousarray(centre_crop(interpolate_bands(cube, w, wl), 256)))[None]
+        x = torch.from_numpy(np.ascontiguousarray(centre_crop(interpolate_bands(cube, w, wl), 256)))[None].to(dev)
         y = simulate(x, mask[None], bands, step)
         xin, s, yn = normalised_input(y, mask[None], bands, step, return_meas=True)
         pred, _ = _run(model, xin, mask[None, None], yn)
@@ -184,6 +186,10 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
     ckpt_path = out / "last.pt"
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.preset, aux_head=cfg.mask_aware, **cfg.model_overrides)
+    from hsirestore.inference.device import resolve_device
+
+    dev = resolve_device(cfg.device)
+    model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def lr_at(step):
@@ -231,8 +237,9 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
     model.train()
     while step < cfg.steps:
         x, mask = data.batch()
+        x, mask = x.to(dev), mask.to(dev)
         y = simulate(x, mask, cfg.bands, cfg.step, cfg.shot_noise)
-        jitter = torch.exp((torch.rand(x.shape[0]) * 2 - 1) * cfg.scale_jitter)
+        jitter = torch.exp((torch.rand(x.shape[0], device=dev) * 2 - 1) * cfg.scale_jitter)
         xin, s, yn = normalised_input(y, mask, cfg.bands, cfg.step, jitter, return_meas=True)
         target = x / s[:, None, None, None]
         m4 = mask[:, None]

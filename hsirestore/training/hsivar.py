@@ -69,6 +69,7 @@ class HsivarTrainConfig:
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0: auto (cores - 1, at least 1, at most 8)
     init: str = ""  # stage-1 checkpoint for stage 2 (default OUT/stage1/last.pt)
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto
     model_overrides: dict = field(default_factory=dict)
 
 
@@ -140,16 +141,17 @@ def validate(model, stage: int, scenes: list[np.ndarray], crop: int = 64) -> dic
     from hsirestore.training.cave import centre_crop
 
     model.eval()
-    x = torch.from_numpy(np.stack([centre_crop(s, crop) for s in scenes]).astype(np.float32))
+    dev = next(model.parameters()).device
+    x = torch.from_numpy(np.stack([centre_crop(s, crop) for s in scenes]).astype(np.float32)).to(dev)
     out: dict = {}
     if stage == 1:
         out["recon_psnr"] = round(psnr(model.autoencode(x)[0], x), 3)
     else:
         for spec in VAL_TASKS:
             deg = parse_degradation(spec)
-            lq = np.stack([deg.apply(s, seed=i)[0] for i, s in enumerate(x.numpy())])
-            t = torch.tensor(np.stack([types_vector(deg.names)] * len(lq)), dtype=torch.float32)
-            lq_t = torch.from_numpy(np.clip(lq, -0.5, 1.5).astype(np.float32))
+            lq = np.stack([deg.apply(s, seed=i)[0] for i, s in enumerate(x.cpu().numpy())])
+            t = torch.tensor(np.stack([types_vector(deg.names)] * len(lq)), dtype=torch.float32).to(dev)
+            lq_t = torch.from_numpy(np.clip(lq, -0.5, 1.5).astype(np.float32)).to(dev)
             out[spec] = round(psnr(model.restore(lq_t, t), x), 3)
             out[spec + " (input)"] = round(psnr(lq_t, x), 3)
         out["mean"] = round(float(np.mean([out[s] for s in VAL_TASKS])), 3)
@@ -219,6 +221,10 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
         model.load_state_dict(ck["model"])
         model.init_condition_encoder()
         log(f"stage 2 initialised from {init} (stage-1 step {ck.get('step')})")
+    from hsirestore.inference.device import resolve_device
+
+    dev = resolve_device(cfg.device)
+    model.to(dev)
     params = _trainable(model, cfg.stage)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
 
@@ -266,13 +272,13 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
     with open(out / "log.jsonl", "a") as logf:
         while step < cfg.steps:
             if cfg.stage == 1:
-                x = torch.from_numpy(data.clean(cfg.batch_size))
+                x = torch.from_numpy(data.clean(cfg.batch_size)).to(dev)
                 rec, vq, _ = model.autoencode(x)
                 l1 = F.l1_loss(rec, x)
                 loss = l1 + cfg.w_vq * vq
                 parts = {"l1": l1.item(), "vq": vq.item()}
             else:
-                hq, lq, types = (torch.from_numpy(a) for a in data.pairs(cfg.batch_size, cfg.max_mix,
+                hq, lq, types = (torch.from_numpy(a).to(dev) for a in data.pairs(cfg.batch_size, cfg.max_mix,
                                                                            cfg.type_dropout))
                 with torch.no_grad():
                     f_hq, _ = model.encoder(hq)

@@ -64,6 +64,7 @@ class TrainConfig:
     max_minutes: float | None = None
     seed: int = 0
     threads: int = 2
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto
     extra: dict = field(default_factory=dict)
 
 
@@ -198,6 +199,10 @@ class Trainer:
                 ntire, others = cameras
             self.ntire = torch.from_numpy(np.asarray(ntire, np.float32))
             self.others = [torch.from_numpy(np.asarray(o, np.float32)) for o in others]
+        from hsirestore.inference.device import resolve_device
+
+        self.device = resolve_device(cfg.device)
+        self.model.to(self.device)
         self.ckpt = self.out / f"stage{cfg.stage}.pt"
         self.step = 0
         if cfg.stage == 2:
@@ -232,7 +237,7 @@ class Trainer:
     def _hsi_batch(self, source: int) -> torch.Tensor:
         p = self.cfg.patch
         sampler = self.cave if source == 0 else self.synth
-        return torch.from_numpy(np.stack([sampler.sample(p) for _ in range(self.cfg.batch_size)]))
+        return torch.from_numpy(np.stack([sampler.sample(p) for _ in range(self.cfg.batch_size)])).to(self.device)
 
     def _stage2_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         p, n = self.cfg.patch, self.cfg.batch_size
@@ -245,6 +250,7 @@ class Trainer:
             self.others[self.rng.integers(len(self.others))]
             if self.others and self.rng.random() < self.cfg.p_camspec else self.ntire
             for _ in range(n)])
+        hsi_t, resp = hsi_t.to(self.device), resp.to(self.device)
         return render_batch(hsi_t, resp), hsi_t
 
     # -- steps
@@ -260,7 +266,7 @@ class Trainer:
         for i, idx in vqm.last_indices.items():
             key = (source, i)
             used = self.usage.setdefault(key, torch.zeros(vqm.codebook_size, dtype=torch.bool))
-            used[idx.flatten().unique()] = True
+            used[idx.flatten().unique().cpu()] = True
         restarted = 0
         if self.cfg.restart_every and (self.step + 1) % self.cfg.restart_every == 0:
             for (s, i), used in list(self.usage.items()):
