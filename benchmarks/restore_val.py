@@ -22,7 +22,9 @@ Methods:
   weights; ``--weights FILE`` for another checkpoint, e.g. a training export), run through
   ``hsirestore.inference.restore.Restorer`` with the task's spec as its degradation (the
   model is guided by the degradation types only), scaling "none" (the data are already in
-  the model's [0, 1] range), deterministic decoding. Without weights it is skipped with a
+  the model's [0, 1] range), deterministic decoding, ``keep_observed="auto"``: for the two
+  completion tasks the Restorer returns the non-zero input entries unchanged and fills the
+  zeros (it finds the mask from the data itself; it is not given the simulator's mask). Without weights it is skipped with a
   one-line message and the rest still runs.
 * ``bm4d``: the ``bm4d`` package (pip install -e '.[bench]'), default profile, on the cube
   laid out (rows, cols, bands). It is a Gaussian denoiser, so each task gives it:
@@ -44,7 +46,7 @@ Methods:
   "Estimated sigma" is the median over bands of hsirestore.inference.restore.estimate_noise
   (1.4826 * MAD of the diagonal Haar detail) of the filled cube, at least 1/255. For the
   two completion tasks the observed values are put back after BM4D (data consistency,
-  possible because the mask is known); the model gets no mask.
+  possible because the mask is known); the model gets no mask (see keep_observed above).
 
 Metrics (hsirestore.metrics.compute_metrics, data range 1, float): every output, and the
 input row, is clipped to [0, 1] first. MPSNR is the mean over bands of the per-band PSNR,
@@ -58,7 +60,7 @@ threads for torch (BM4D's library is single-threaded). Printed means are over th
 
     python benchmarks/restore_val.py [--tasks noise,inpaint] [--scenes 3] [--crop 256]
         [--methods hsivar,bm4d] [--model hsivar-compact] [--weights FILE]
-        [--device cpu] [--threads 1] [--json out.json]
+        [--device cpu] [--threads 1] [--tile N] [--split val|train] [--json out.json]
 """
 from __future__ import annotations
 
@@ -212,7 +214,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of: " + ", ".join(TASKS))
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of: hsivar, bm4d")
-    ap.add_argument("--scenes", type=int, default=3, help="first N val scenes")
+    ap.add_argument("--scenes", type=int, default=3, help="first N scenes of the split")
+    ap.add_argument("--split", default="val", choices=("val", "train"),
+                    help="CAVE split (train: for development choices; report on val)")
+    ap.add_argument("--tile", type=int, default=None,
+                    help="model tile side in pixels (default: the Restorer's; 0: whole crop)")
     ap.add_argument("--crop", type=int, default=256, help="centre crop side (pixels)")
     ap.add_argument("--model", default="hsivar-compact", help="registered restoration preset")
     ap.add_argument("--weights", default=None, help="checkpoint (default: the preset's shipped file)")
@@ -232,9 +238,9 @@ def main(argv=None) -> int:
         print("restore_val: error: --crop must be >= 16, --scenes and --threads >= 1")
         return 2
 
-    paths = cave_files("val")[: args.scenes]
+    paths = cave_files(args.split)[: args.scenes]
     if not paths:
-        print(f"restore_val: CAVE val scenes not found under {shared_data_dir()}; nothing to do")
+        print(f"restore_val: CAVE {args.split} scenes not found under {shared_data_dir()}; nothing to do")
         return 0
 
     import torch
@@ -246,8 +252,9 @@ def main(argv=None) -> int:
     runners: dict = {}
     if "hsivar" in methods:
         try:
+            kw = {} if args.tile is None else {"tile": args.tile or None}
             restorer = Restorer(args.model, weights=args.weights, device=args.device, scaling="none",
-                                temperature=0.0, seed=0)
+                                temperature=0.0, seed=0, **kw)
             runners["hsivar"] = restorer
             print(f"model: {restorer.describe()} on {restorer.device}")
         except HsiRestoreError as e:
@@ -324,7 +331,7 @@ def main(argv=None) -> int:
 
     if args.json:
         out = {
-            "scenes": [p.stem for p in paths], "seeds": list(range(len(paths))), "crop": args.crop,
+            "split": args.split, "scenes": [p.stem for p in paths], "seeds": list(range(len(paths))), "crop": args.crop,
             "bands": 31, "tasks": {t: TASKS[t] for t in tasks},
             "methods": {"hsivar": runners["hsivar"].describe() if "hsivar" in runners else None,
                         "bm4d": "bm4d " + _version("bm4d") if "bm4d" in runners else None},

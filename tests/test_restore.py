@@ -160,3 +160,30 @@ def _bad(tmp_path, w):
     p = tmp_path / "bad.safetensors"
     save_state_dict(state, p)
     return p
+
+
+@pytest.mark.parametrize("bands", [20, 31, 45])
+def test_keep_observed_for_completion_tasks(bands):
+    x = _smooth(bands) + 0.1
+    x[:, 3:6, 4:9] = 0.0  # missing pixels (all bands)
+    x[2] = 0.0  # a missing band
+
+    def half(t, types):
+        return torch.full_like(t, 0.5)
+
+    r = Restorer(net=half, device="cpu", tile=None, scaling="none")
+    zero = x == 0
+    for spec in ("inpaint", "band-missing", "inpaint+band-missing"):
+        out = r.restore(Cube(x), spec).data
+        assert r.last_info["keep_observed"] is True
+        np.testing.assert_array_equal(out[~zero], x[~zero])
+        np.testing.assert_allclose(out[zero], 0.5, atol=1e-6)
+    out = r.restore(Cube(x), "inpaint+noise").data  # noisy observations: model output everywhere
+    assert r.last_info["keep_observed"] is False
+    np.testing.assert_allclose(out, 0.5, atol=1e-6)
+    on = Restorer(net=half, device="cpu", tile=None, scaling="none", keep_observed="on")
+    np.testing.assert_array_equal(on.restore(Cube(x), "noise").data[~zero], x[~zero])
+    off = Restorer(net=half, device="cpu", tile=None, scaling="none", keep_observed="off")
+    np.testing.assert_allclose(off.restore(Cube(x), "inpaint").data, 0.5, atol=1e-6)
+    with pytest.raises(OptionError, match="--keep-observed"):
+        Restorer(net=half, device="cpu", keep_observed="maybe")

@@ -132,6 +132,8 @@ def _restore_cmd(
     seed: int = typer.Option(None, help="Seed for sampling (with --temperature > 0)."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: its default)."),
     scaling: str = typer.Option("auto", help="Normalisation: auto, none, dtype, max, percentile:P, scale:S."),
+    keep_observed: str = typer.Option("auto", help="Return non-zero input values unchanged: auto (when "
+                                      "every type is inpaint, band-missing or deadlines), on, off."),
     stream: bool = typer.Option(False, help="Bounded memory: read and write tile by tile (ENVI and "
                                 "GeoTIFF window I/O; other formats are buffered)."),
     preview: bool = typer.Option(False, help="Write a false-colour OUTPUT_preview.png beside each output."),
@@ -176,7 +178,8 @@ def _restore_cmd(
         torch.set_num_threads(threads)
     restorer = Restorer(model_name=model, weights=weights, device=device, tile=tile or None,
                         overlap=overlap if tile else 0, amp=amp, temperature=temperature,
-                        top_k=top_k, seed=seed, group_overlap=band_overlap, scaling=scaling)
+                        top_k=top_k, seed=seed, group_overlap=band_overlap, scaling=scaling,
+                        keep_observed=keep_observed)
     failed = 0
     for src, dst in jobs:
         t0 = time.perf_counter()

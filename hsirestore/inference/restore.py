@@ -27,6 +27,14 @@ normalised data, leaving out blocks with clipped values (see :func:`estimate_noi
 90th/10th percentile ratio of the band levels exceeds 2), bands that are entirely zero in a
 non-empty cube add "band-missing"; otherwise the generic embedding is used. What was chosen
 is in ``Restorer.last_info``.
+
+Observed values (data consistency): for completion tasks the missing entries are exact zeros
+(``inpaint``: every band of a pixel; ``band-missing``: a whole band; ``deadlines``: a
+column of a band) and the other entries are observed without error, so with
+``keep_observed="auto"`` (the default) a restoration whose degradation types are all
+completion types returns the input wherever it is non-zero and the model's estimate at the
+zeros only. Any other type (noise, blur, stripes, ...) makes the observed values
+themselves corrupted, and the model output is returned everywhere. "on"/"off" force it.
 """
 from __future__ import annotations
 
@@ -44,6 +52,9 @@ GROUP = 31
 MIN_BANDS = 8
 DEFAULT_MODEL = "hsivar-compact"
 NOISE_THRESHOLD_255 = 3.0
+#: degradation types whose observed entries are exact (missing entries are zeros)
+COMPLETION_TYPES = frozenset({"inpaint", "band-missing", "deadlines"})
+KEEP_OBSERVED = ("auto", "on", "off")
 
 
 # ------------------------------------------------------------------ degradation types
@@ -211,6 +222,8 @@ class Restorer:
         temperature, top_k, seed: token sampling (temperature 0: deterministic argmax).
         group_overlap: bands shared by neighbouring 31-band groups (B > 31).
         scaling: normalisation rule (see hsirestore.inference.normalize).
+        keep_observed: auto | on | off: return the input's non-zero entries unchanged (see
+            the module docstring; auto: when every degradation type is a completion type).
         net: a stand-in ``(x (N, 31, h, w), types (N, T)) -> (N, 31, h, w)`` instead of a
             model (testing); ``model_name``/``weights`` are then ignored.
     """
@@ -219,7 +232,8 @@ class Restorer:
                  device: str = "auto", tile: int | None = 128, overlap: int = 16,
                  amp: str = "auto", temperature: float = 0.0, top_k: int | None = None,
                  seed: int | None = None, group_overlap: int = 8, scaling: str = "auto",
-                 batch_size: int = 1, progress: bool = False, net: Callable | None = None):
+                 batch_size: int = 1, progress: bool = False, net: Callable | None = None,
+                 keep_observed: str = "auto"):
         from hsirestore.inference.device import resolve_device
         from hsirestore.inference.normalize import parse_rule
 
@@ -232,6 +246,10 @@ class Restorer:
         if not 0 <= group_overlap < GROUP:
             raise OptionError(f"band-group overlap must be in [0, {GROUP - 1}]; got {group_overlap}")
         parse_rule(scaling)
+        if keep_observed not in KEEP_OBSERVED:
+            raise OptionError(f"--keep-observed must be one of {', '.join(KEEP_OBSERVED)}; "
+                              f"got {keep_observed!r}")
+        self.keep_observed = keep_observed
         self.model_name = model_name or DEFAULT_MODEL
         self.device = resolve_device(device)
         self.tile, self.overlap, self.amp = tile, overlap, amp
@@ -267,6 +285,8 @@ class Restorer:
         cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
         if cfg and "latent_dim" not in cfg:  # a training config, not a model config
             cfg = {}
+        if cfg and "residual" not in cfg:  # exported before the residual option existed
+            cfg = {**cfg, "residual": False}
         try:
             model = build_model(name, **cfg)
         except TypeError as e:
@@ -311,7 +331,20 @@ class Restorer:
                 return self.net(x, t)
             return self.model.restore(x, t, self.temperature, self.top_k, gen)
 
-        return grouped(net, bands, GROUP, self.group_overlap)
+        fn = grouped(net, bands, GROUP, self.group_overlap)
+        if not self.keeps_observed(names):
+            return fn
+
+        def consistent(x: torch.Tensor) -> torch.Tensor:
+            return torch.where(x == 0, fn(x), x)
+
+        return consistent
+
+    def keeps_observed(self, names: list[str]) -> bool:
+        """Whether observed (non-zero) input entries are returned unchanged for these types."""
+        if self.keep_observed == "auto":
+            return bool(names) and set(names) <= COMPLETION_TYPES
+        return self.keep_observed == "on"
 
     def _predictor(self, fn):
         from hsirestore.inference.engine import TiledPredictor
@@ -339,6 +372,7 @@ class Restorer:
         names, info = self.choose_degradation(sample, degradation)
         y = self._predictor(self._tensor_fn(b, names)).predict_array(cube, normalizer=scaling)
         self.last_info = {**info, "model": self.describe(), "scaling": scaling.describe(),
+                          "keep_observed": self.keeps_observed(names),
                           "band_groups": band_groups(b, GROUP, self.group_overlap) if b >= GROUP
                           else f"resampled {b}->{GROUP}->{b}",
                           "seconds": round(time.perf_counter() - t0, 3)}
@@ -369,6 +403,7 @@ class Restorer:
         names, info = self.choose_degradation(sample, degradation)
         self._predictor(self._tensor_fn(b, names)).predict_stream(source, sink, normalizer=scaling)
         self.last_info = {**info, "model": self.describe(), "scaling": scaling.describe(),
+                          "keep_observed": self.keeps_observed(names),
                           "seconds": round(time.perf_counter() - t0, 3)}
         return self.last_info
 

@@ -30,7 +30,10 @@ Fidelity choice (documented): a pure VQ bottleneck loses pixel detail that resto
 keep, so (as VARSR/RestoreVAR-style restorers do) the decoder may take multi-level skip
 features of E_cond(LQ) in stage 2. Stage 1 trains E, quantizer and decoder on clean cubes
 without skips (the skip convs are zero and unused); stage 2 freezes E and the quantizer and
-trains E_cond, DAG, transformer and the decoder (SSA + skip convs).
+trains E_cond, DAG, transformer and the decoder (SSA + skip convs). With ``residual=True``
+(the compact preset) the stage-2 output is LQ + decoder(...), i.e. the decoder predicts the
+correction of the degraded cube (global residual learning as in DnCNN/Restormer); stage 1
+never uses it (its input is the clean cube).
 
 References: Wang et al., HSI-VAR: Rethinking Hyperspectral Restoration through
 Spatial-Spectral Visual Autoregression, arXiv:2602.00749 (2026); Tian et al., VAR,
@@ -296,9 +299,11 @@ class HSIVAR(nn.Module):
                  blocks: int = 1, latent_dim: int = 16, codebook_size: int = 512,
                  scales: tuple[int, ...] = (1, 2, 4, 8, 16), beta: float = 0.25,
                  dec_heads: int = 2, tf_width: int = 128, tf_depth: int = 4, tf_heads: int = 4,
-                 mlp_ratio: float = 4.0, deg_dim: int = 32, num_types: int = 12):
+                 mlp_ratio: float = 4.0, deg_dim: int = 32, num_types: int = 12,
+                 residual: bool = False):
         super().__init__()
         mults = tuple(mults)
+        self.residual = bool(residual)
         self.bands, self.down, self.num_types = bands, 2 ** (len(mults) - 1), num_types
         self.encoder = Encoder(bands, width, mults, blocks, latent_dim)
         self.quantizer = MultiScaleResidualQuantizer(latent_dim, codebook_size, tuple(scales), beta)
@@ -367,16 +372,26 @@ class HSIVAR(nn.Module):
         f_cond, skips = self.cond_encoder(lq)
         return f_cond, skips, self.dag(types)
 
-    def decode_tokens(self, indices: list[torch.Tensor], skips: list[torch.Tensor] | None) -> torch.Tensor:
-        """Token maps (+ condition skips) -> image (N, B, P, P)."""
-        return self.decoder(self.quantizer.indices_to_features(indices), skips)
+    def reconstruct(self, f_hat: torch.Tensor, skips: list[torch.Tensor] | None,
+                    lq: torch.Tensor | None = None) -> torch.Tensor:
+        """Quantized features (N, D, p, p) (+ condition skips, + the degraded cube (N, B, P, P)
+        when the model is residual) -> restored (N, B, P, P)."""
+        out = self.decoder(f_hat, skips)
+        if self.residual and lq is not None:
+            out = out + lq
+        return out
+
+    def decode_tokens(self, indices: list[torch.Tensor], skips: list[torch.Tensor] | None,
+                      lq: torch.Tensor | None = None) -> torch.Tensor:
+        """Token maps (+ condition skips, + LQ for a residual model) -> image (N, B, P, P)."""
+        return self.reconstruct(self.quantizer.indices_to_features(indices), skips, lq)
 
     def restore(self, lq: torch.Tensor, types: torch.Tensor, temperature: float = 0.0,
                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """lq (N, B, P, P) in [0, 1], types (N, T) 0/1 -> restored (N, B, P, P)."""
         f_cond, skips, d = self.condition(lq, types)
         idx = self.generate(f_cond, d, temperature, top_k, generator)
-        return self.decode_tokens(idx, skips)
+        return self.decode_tokens(idx, skips, lq)
 
     def forward(self, lq: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
         return self.restore(lq, types)

@@ -6,7 +6,8 @@ L1(recon, x) + w_vq * VQ loss; unused codebook entries are restarted from encode
 every ``restart_every`` steps.
 
 Stage 2 (restoration): starts from the stage-1 model (``init`` or OUT/stage1/last.pt),
-copies E into E_cond, freezes E and the quantizer, and trains E_cond, DAG, the next-scale
+or continues from exported restoration weights (``init`` = a .safetensors file), copies E
+into E_cond (stage-1 start only), freezes E and the quantizer, and trains E_cond, DAG, the next-scale
 transformer and the decoder (SSA + skip convs) on degraded/clean pairs: every crop gets a
 random degradation (one type or a mixture of up to ``max_mix`` types, strengths across the
 protocol ranges, :func:`hsirestore.physics.degradations.random_degradation`). Losses:
@@ -201,6 +202,37 @@ def train(cfg: HsivarTrainConfig, resume: bool = False, scenes: list[np.ndarray]
         torch.set_num_threads(threads_before)
 
 
+def _init_stage2(model, init: Path, cfg, log) -> None:
+    """Start stage 2 from a stage-1 checkpoint (.pt: E_cond <- E) or from exported weights
+    (.safetensors, e.g. weights/hsivar-compact.safetensors: continue training a restoration
+    model; its E_cond is kept). Weights exported before the ``residual`` option (their
+    config has no such key) restored non-residually: for a residual model the decoder's
+    output conv is zeroed, so training starts from the identity LQ -> LQ."""
+    if init.suffix == ".safetensors":
+        from hsirestore.weights import load_state_dict
+
+        state, meta = load_state_dict(init)
+        if meta.get("model", cfg.preset) != cfg.preset:
+            raise OptionError(f"{init} holds {meta['model']} weights, not {cfg.preset}")
+        try:
+            model.load_state_dict({k: v.float() for k, v in state.items()})
+        except RuntimeError as e:
+            raise OptionError(f"{init} does not fit {cfg.preset}: {str(e).splitlines()[0]}") from e
+        was_residual = bool((meta.get("config") or {}).get("residual", False))
+        if model.residual and not was_residual:
+            torch.nn.init.zeros_(model.decoder.conv_out.weight)
+            torch.nn.init.zeros_(model.decoder.conv_out.bias)
+            log("decoder output conv zeroed (non-residual weights -> residual model)")
+        log(f"stage 2 continues from {init} ({meta.get('steps', '?')} steps)")
+        return
+    ck = torch.load(init, map_location="cpu", weights_only=True)
+    if ck.get("config", {}).get("preset", cfg.preset) != cfg.preset:
+        raise OptionError(f"{init} was trained for {ck['config']['preset']}, not {cfg.preset}")
+    model.load_state_dict(ck["model"])
+    model.init_condition_encoder()
+    log(f"stage 2 initialised from {init} (stage-1 step {ck.get('step')})")
+
+
 def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
     from hsirestore.registry import build_model
 
@@ -215,12 +247,7 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
         if not init.exists():
             raise OptionError(f"stage 2 needs a stage-1 checkpoint: {init} not found "
                               "(run --stage 1 first or pass --init FILE)")
-        ck = torch.load(init, map_location="cpu", weights_only=True)
-        if ck.get("config", {}).get("preset", cfg.preset) != cfg.preset:
-            raise OptionError(f"{init} was trained for {ck['config']['preset']}, not {cfg.preset}")
-        model.load_state_dict(ck["model"])
-        model.init_condition_encoder()
-        log(f"stage 2 initialised from {init} (stage-1 step {ck.get('step')})")
+        _init_stage2(model, init, cfg, log)
     from hsirestore.inference.device import resolve_device
 
     dev = resolve_device(cfg.device)
@@ -294,7 +321,7 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
                     if cfg.free_run > 0 and float(torch.rand(())) < cfg.free_run:
                         pred = model.generate(f_cond.detach(), d.detach())  # as at inference
                     f_pred = model.quantizer.indices_to_features(pred)
-                rec = model.decoder(f_pred, skips)
+                rec = model.reconstruct(f_pred, skips, lq)
                 pix = F.l1_loss(rec, hq)
                 loss = cfg.w_ce * ce + cfg.w_align * align + cfg.w_pix * pix
                 parts = {"ce": ce.item(), "align": align.item(), "l1": pix.item(), "token_acc": acc}
