@@ -10,11 +10,16 @@ and the shipped root-polynomial baseline. Conditions:
 - ``heldout-<cam>``: a camspec camera never used in training (Nokia_N900), fed as is and
   with the 3x3 ``--camera`` conversion into the NTIRE camera space.
 
+Each method also runs with ``consistency=True`` (``+cons``: every output spectrum projected
+onto those that render exactly to the input RGB through the camera response; the NTIRE
+response, or the held-out camera's own with ``--camera``).
+
 Metrics (hsirestore.metrics.compute_metrics, over the whole 512x512 cube, data range 1):
 MRAE (NTIRE: mean |p - r| / r over reference values > 1e-3), RMSE, PSNR global (NTIRE
 convention: one MSE over the whole cube), SAM (degrees), plus seconds per megapixel.
 
     python benchmarks/rgb2hsi_val.py [--fit-poly] [--model mcga-compact] [--json out.json]
+        [--no-tta] [--split val|train] [--scenes N]
 
 ``--fit-poly`` refits the shipped baseline (weights/rgb2hsi-poly.npz) on the 20 CAVE train
 scenes and updates its manifest entry (other entries are kept).
@@ -69,9 +74,15 @@ def main(argv=None) -> int:
     ap.add_argument("--tta-lr", type=float, default=1e-4)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--no-tta", action="store_true", help="skip the (slow) TTA rows")
+    ap.add_argument("--split", default="val", choices=("val", "train"),
+                    help="CAVE split (train: for development choices; report on val)")
+    ap.add_argument("--scenes", type=int, default=0, help="first N scenes of the split (0: all)")
     args = ap.parse_args(argv)
 
-    val = cave_files("val")
+    val = cave_files(args.split)
+    if args.scenes:
+        val = val[: args.scenes]
     cam = default_camera_path()
     if not val or cam is None:
         print(f"skipped: CAVE val scenes / NTIRE response not found under {shared_data_dir()}")
@@ -99,11 +110,14 @@ def main(argv=None) -> int:
     methods: list[tuple[str, RgbToHsi]] = []
     if not args.fit_poly or (weights_dir() / POLY_FILE).exists():
         methods.append(("poly", None))
+        methods.append(("poly+cons", None))
     try:
         kw = dict(model_name=args.model, weights=args.weights, device=args.device)
         methods.append(("mcga", RgbToHsi(method="mcga", **kw)))
-        methods.append(("mcga+tta", RgbToHsi(method="mcga", tta=True, tta_steps=args.tta_steps,
-                                             tta_lr=args.tta_lr, **kw)))
+        methods.append(("mcga+cons", RgbToHsi(method="mcga", consistency=True, **kw)))
+        if not args.no_tta:
+            methods.append(("mcga+tta", RgbToHsi(method="mcga", tta=True, tta_steps=args.tta_steps,
+                                                 tta_lr=args.tta_lr, **kw)))
     except ModelError as e:
         print(f"MCGA skipped: {e}")
 
@@ -121,8 +135,8 @@ def main(argv=None) -> int:
             {k: m[k] for k in KEYS} | {"s_per_mpix": spm})
 
     for name, pred in methods:
-        if name == "poly":
-            pred = RgbToHsi(method="poly",
+        if name.startswith("poly"):
+            pred = RgbToHsi(method="poly", consistency=name.endswith("+cons"),
                             weights=(weights_dir() / POLY_FILE) if args.fit_poly else None)
         for scene, cube, rgb, rgb_h in scenes:
             dark = (rgb ** (1 / 0.9)).astype(np.float32)

@@ -116,6 +116,47 @@ def test_stream_matches_in_memory(tmp_path, tiny_weights, suffix):
     np.testing.assert_allclose(ca.data, cb.data, atol=1.0)
 
 
+def test_stream_hdf5_reads_and_writes_windows(tmp_path, tiny_weights, monkeypatch):
+    # CAVE-like input: uint16 counts with a scale attribute in a group, a stored valid mask
+    c = _cube(36)
+    src = tmp_path / "scene.h5"
+    with h5py.File(src, "w") as f:
+        g = f.create_group("scene")
+        g["cube"] = c.data.astype(np.uint16)
+        g["cube"].attrs["scale"] = 1 / 4095
+        g["cube"].attrs["layout"] = "bands-first"  # 36 bands > 20 rows: not detectable
+        g["wavelength"] = c.wavelengths
+        valid = np.ones((20, 24), np.uint8)
+        valid[3, 5] = 0
+        g["valid"] = valid
+    common = ["--model", "hsivar-tiny", "--weights", str(tiny_weights), "--tile", "16",
+              "--overlap", "4", "--degradation", "noise"]
+    a = tmp_path / "a.h5"
+    r = runner.invoke(app, ["denoise", str(src), "-o", str(a)] + common)
+    assert r.exit_code == 0, r.stderr
+
+    import hsirestore.io.hdf5 as hdf5
+
+    def whole_read(*args, **kw):
+        raise AssertionError("--stream loaded the whole HDF5 cube")
+
+    monkeypatch.setattr(hdf5, "read_hdf5", whole_read)
+    monkeypatch.setattr(hdf5, "write_hdf5", whole_read)
+    b = str(tmp_path / "b.h5") + ":/out/restored"
+    r = runner.invoke(app, ["denoise", str(src), "-o", b, "--stream"] + common)
+    assert r.exit_code == 0, r.stderr
+    assert _lines(r.stdout)[0]["status"] == "ok"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "b.h5", "scene.h5"]
+    r = runner.invoke(app, ["denoise", str(src), "-o", b, "--stream"] + common)
+    assert r.exit_code == 1 and "exists" in r.stderr
+    monkeypatch.undo()
+    ca, cb = read_cube(a), read_cube(b)
+    assert cb.source_dtype == "float32" and cb.shape == (36, 20, 24)
+    np.testing.assert_allclose(cb.wavelengths, c.wavelengths)
+    assert cb.valid is not None and not cb.valid[3, 5] and cb.valid.sum() == 20 * 24 - 1
+    np.testing.assert_allclose(ca.data, cb.data, atol=1e-3)
+
+
 def test_scaled_integer_source_is_written_as_float(tmp_path, tiny_weights):
     # a reader that applied a scale factor (values in [0, 1]) but reports uint16 as source dtype
     src = tmp_path / "scaled.h5"

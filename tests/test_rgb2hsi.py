@@ -138,3 +138,41 @@ def test_tiny_training_learns_and_resumes(tmp_path):
     a = RgbToHsi(model_name="mcga-tiny", weights=out, device="cpu", tile=None).predict(_rgb(16, 16))
     b = pred.predict(_rgb(16, 16))
     assert np.abs(a.data - b.data).max() < 1e-2  # fp16 export keeps the prediction
+
+
+def _camera_csv(tmp_path):
+    wl = np.arange(380, 751, 5)
+    r, g, b = (np.exp(-((wl - c) / 45.0) ** 2) for c in (610, 545, 455))
+    p = tmp_path / "cam.csv"
+    lines = ["# synthetic camera", "Wavelength[nm],R,G1,G2,B"]
+    lines += [f"{w},{x:.6f},{y:.6f},{y:.6f},{z:.6f}" for w, x, y, z in zip(wl, r, g, b)]
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def test_consistency_projection_renders_back_to_the_input(tmp_path, monkeypatch):
+    from hsirestore.inference.rgb2hsi import project_to_rgb
+    from hsirestore.physics.rgb import load_camera_response, render_rgb, sample_response
+
+    cam = _camera_csv(tmp_path)
+    wl, resp = load_camera_response(cam)
+    rgb = _rgb() * 0.8
+    rgb[:, 0, 0] = (1.0, 0.5, 0.2)  # saturated red channel: left as predicted
+    plain = RgbToHsi(method="poly", camera=cam).predict(rgb).data
+    pred = RgbToHsi(method="poly", camera=cam, consistency=True)
+    assert "RGB consistency" in pred.describe()
+    out = pred.predict(rgb).data
+    assert (out >= 0).all()
+    back = render_rgb(out, WAVELENGTHS, wl, resp, clip=False)
+    inside = (out > 0).all(0)  # clipping to >= 0 may break exactness elsewhere
+    inside[0, 0] = False
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(back[:, inside], rgb[:, inside], atol=1e-4)
+    np.testing.assert_array_equal(out[:, 0, 0], plain[:, 0, 0])
+    # the projection is the least-squares correction: it does not move consistent spectra
+    r = sample_response(WAVELENGTHS, wl, resp)
+    np.testing.assert_allclose(project_to_rgb(out, back, r), out, atol=1e-5)
+    # without a camera the NTIRE response is needed; a missing one is a clear ModelError
+    monkeypatch.setenv("HSIRESTORE_DATA", str(tmp_path / "none"))
+    with pytest.raises(ModelError, match="--consistency needs the camera response"):
+        RgbToHsi(method="poly", consistency=True)

@@ -134,8 +134,9 @@ def _restore_cmd(
     scaling: str = typer.Option("auto", help="Normalisation: auto, none, dtype, max, percentile:P, scale:S."),
     keep_observed: str = typer.Option("auto", help="Return non-zero input values unchanged: auto (when "
                                       "every type is inpaint, band-missing or deadlines), on, off."),
-    stream: bool = typer.Option(False, help="Bounded memory: read and write tile by tile (ENVI and "
-                                "GeoTIFF window I/O; other formats are buffered)."),
+    stream: bool = typer.Option(False, help="Bounded memory: read and write tile by tile (ENVI, "
+                                "GeoTIFF and HDF5 window I/O; .mat and TIFF page stacks are "
+                                "buffered in memory)."),
     preview: bool = typer.Option(False, help="Write a false-colour OUTPUT_preview.png beside each output."),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
     summary: Path = typer.Option(None, help="Also append the JSON lines to this file."),

@@ -14,7 +14,7 @@ from hsirestore.cli.common import command
 HELP = """Describe a cube: shape (bands x rows x cols), source dtype, format, wavelengths,
 fwhm, units, CRS and transform, nodata and invalid-pixel count, value range.
 
-Values are scanned in row strips, so big ENVI/GeoTIFF files never load whole; percentiles
+Values are scanned in row strips, so big ENVI/GeoTIFF/HDF5 files never load whole; percentiles
 (1, 50, 99) come from a bounded random sample of valid values.
 
 \b

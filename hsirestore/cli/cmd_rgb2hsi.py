@@ -62,6 +62,9 @@ def rgb2hsi(
     tta_steps: int = typer.Option(5, help="TTA optimisation steps per image (tile)."),
     tta_lr: float = typer.Option(1e-4, help="TTA learning rate (Adam)."),
     camera: Path = typer.Option(None, help="Camera response CSV of the input (R, G, B columns)."),
+    consistency: bool = typer.Option(False, help="Make every output spectrum render exactly to the "
+                                     "input RGB through the camera response (needs --camera or "
+                                     "the NTIRE response in HSIRESTORE_DATA)."),
     srgb: bool = typer.Option(False, help="Input is gamma-encoded sRGB: linearise it first."),
     fmt: str = typer.Option("h5", "--format", help="Output format for folder outputs: h5, tif, mat, hdr."),
     tile: int = typer.Option(256, help="Tile size for big photos (0: whole image at once)."),
@@ -95,7 +98,8 @@ def rgb2hsi(
         check_writable(targets, force)
 
     pred = RgbToHsi(model_name=model, weights=weights, device=device, tta=tta, tta_steps=tta_steps,
-                    tta_lr=tta_lr, method=method, srgb=srgb, camera=camera, tile=tile or None)
+                    tta_lr=tta_lr, method=method, srgb=srgb, camera=camera, tile=tile or None,
+                    consistency=consistency)
     for src, dst in jobs:
         png = dst.with_name(dst.stem + "_preview.png")
         if batch and not force and (any(p.exists() for p in output_paths(dst))

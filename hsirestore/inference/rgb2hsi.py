@@ -16,6 +16,16 @@ and E) rendered through both cameras; the model itself is unchanged. This applie
 and to the baseline alike; with training cubes at hand the baseline can instead be refit
 for that camera (:func:`hsirestore.baselines.fit_root_poly`).
 
+``consistency`` (``--consistency``, off by default): physically plausible spectra (Lin and
+Finlayson, "Physically plausible spectral reconstruction", Sensors 2020): every output
+spectrum s is replaced by s + R^T (R R^T)^-1 (rgb - R s), the nearest spectrum (least
+squares) that renders exactly to the input RGB through the camera response R (3 x 31,
+:func:`hsirestore.physics.rgb.sample_response`; the ``camera`` CSV and the original RGB when
+given, else the NTIRE 2022 response, which is not shipped (GPL-3.0 data): it is looked up in
+$HSIRESTORE_DATA or ../shared/data and a clear error says so when it is missing). Negative
+values are clipped to 0; pixels with a saturated channel (>= 0.999) are left as predicted.
+It restores the full-resolution RGB detail that MCGA's half-resolution latents lose.
+
 Output: Cube (31, H, W), wavelengths 400..700 nm step 10.
 """
 from __future__ import annotations
@@ -116,6 +126,30 @@ def convert_camera(rgb: np.ndarray, camera_csv) -> np.ndarray:
     return np.clip(np.tensordot(m, rgb, axes=(1, 0)), 0.0, None).astype(np.float32)
 
 
+def consistency_projector(response: np.ndarray) -> np.ndarray:
+    """R (3, 31) -> P = R^T (R R^T)^-1 (31, 3), float64."""
+    r = np.asarray(response, np.float64)
+    gram = r @ r.T
+    if np.linalg.cond(gram) > 1e10:
+        raise ModelError("the camera response is degenerate (its channels are not independent)")
+    return r.T @ np.linalg.inv(gram)
+
+
+def project_to_rgb(cube: np.ndarray, rgb: np.ndarray, response: np.ndarray,
+                   saturated: float = 0.999) -> np.ndarray:
+    """cube (31, H, W), rgb (3, H, W), R (3, 31) -> spectra rendering exactly to rgb (>= 0).
+
+    Pixels with a saturated RGB channel and non-finite spectra are returned unchanged."""
+    b, h, w = cube.shape
+    x = cube.reshape(b, -1).astype(np.float64)
+    y = rgb.reshape(3, -1).astype(np.float64)
+    r = np.asarray(response, np.float64)
+    fixed = x + consistency_projector(r) @ (y - r @ x)
+    keep = (y >= saturated).any(0) | ~np.isfinite(x).all(0)
+    fixed[:, keep] = x[:, keep]
+    return np.where(np.isfinite(fixed), np.clip(fixed, 0.0, None), fixed).reshape(b, h, w).astype(np.float32)
+
+
 def check_rgb(rgb) -> tuple[np.ndarray, np.ndarray | None]:
     """Cube or array -> ((3, H, W) float32, valid mask or None); typed errors on bad input."""
     valid = None
@@ -157,6 +191,8 @@ class RgbToHsi:
             restored afterwards, so an image's result never depends on earlier images.
         srgb: linearise gamma-encoded (sRGB) input first.
         camera: camera response CSV of the input (converted to the NTIRE camera by a 3x3 map).
+        consistency: project the output onto spectra that render exactly to the input RGB
+            (see the module docstring; needs the camera's response).
         tile, overlap: tiling for large photos (tile=None: whole image).
     """
 
@@ -164,7 +200,7 @@ class RgbToHsi:
                  tta: bool = False, tta_steps: int = 5, tta_lr: float = 1e-4,
                  method: str = "mcga", srgb: bool = False, camera=None,
                  tile: int | None = 256, overlap: int = 32, batch_size: int = 1,
-                 progress: bool = False):
+                 progress: bool = False, consistency: bool = False):
         if method not in METHODS:
             raise OptionError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
         if tta_steps < 0:
@@ -180,6 +216,9 @@ class RgbToHsi:
         self.camera = Path(camera) if camera is not None else None
         if self.camera is not None and not self.camera.exists():
             raise OptionError(f"--camera {self.camera}: file not found")
+        self.consistency = bool(consistency)
+        if self.consistency:
+            self._consistency_response()  # fail early when the response is missing
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         self.progress = progress
         self.device_spec = device
@@ -219,10 +258,28 @@ class RgbToHsi:
         self.model = model.to(self.device).eval()
         self.spec = spec
 
+    def _consistency_response(self) -> np.ndarray:
+        """R (3, 31) of the input's camera: the --camera CSV, else the NTIRE 2022 response."""
+        from hsirestore.physics.rgb import load_camera_response, sample_response
+
+        if self.camera is not None:
+            wl, resp = load_camera_response(self.camera)
+        else:
+            try:
+                wl, resp = reference_response()
+            except ModelError:
+                raise ModelError("--consistency needs the camera response: pass --camera FILE.csv, "
+                                 "or set HSIRESTORE_DATA to the folder holding "
+                                 "camera/ntire2022_rgb_qe.csv") from None
+        return sample_response(WAVELENGTHS, wl, resp)
+
     def describe(self) -> str:
         if self.method == "poly":
-            return f"root-polynomial (degree {self.poly.degree})"
-        return self.model_name + (f" + TTA ({self.tta_steps} steps, lr {self.tta_lr:g})" if self.tta else "")
+            name = f"root-polynomial (degree {self.poly.degree})"
+        else:
+            name = self.model_name + (f" + TTA ({self.tta_steps} steps, lr {self.tta_lr:g})"
+                                      if self.tta else "")
+        return name + (" + RGB consistency" if self.consistency else "")
 
     def prepare(self, rgb) -> tuple[np.ndarray, np.ndarray | None]:
         """Checked, linearised, camera-converted (3, H, W) float32 and the valid mask."""
@@ -236,12 +293,20 @@ class RgbToHsi:
     def predict(self, rgb) -> Cube:
         """rgb: Cube or array (3, H, W) in [0, 1] -> Cube (31, H, W), 400..700 nm."""
         x, valid = self.prepare(rgb)
+        seen = None
+        if self.consistency:  # the RGB the camera saw (before any conversion)
+            seen, _ = check_rgb(rgb)
+            if self.srgb:
+                seen = srgb_to_linear(seen)
         if self.method == "poly":
             out = self.poly.predict(x)
             if valid is not None:
                 out[:, ~valid] = np.nan
         else:
             out = self._predict_mcga(x, valid)
+        if self.consistency:
+            out = project_to_rgb(out, seen if self.camera is not None else x,
+                                 self._consistency_response())
         attrs = {"method": self.describe(), "input_space": "sRGB-linearised" if self.srgb else "linear"}
         if self.camera is not None:
             attrs["camera"] = str(self.camera)

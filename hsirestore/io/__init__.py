@@ -1,7 +1,7 @@
 """Cube I/O (never imports torch): ENVI, GeoTIFF/TIFF, MATLAB .mat (v5, v7.3), HDF5, RGB.
 
 ``read_cube`` / ``write_cube`` dispatch on the suffix (and magic bytes where the suffix is
-not decisive); ``open_cube`` / ``create_cube`` stream windows for ENVI and GeoTIFF.
+not decisive); ``open_cube`` / ``create_cube`` stream windows for ENVI, GeoTIFF and HDF5.
 """
 from __future__ import annotations
 
@@ -136,7 +136,9 @@ class _FileSource:
 
 
 def open_cube(path, *, var: str | None = None, layout: str | None = None) -> CubeSource:
-    """A window reader: memory-mapped for ENVI, rasterio windows for GeoTIFF, in-memory else.
+    """A window reader: memory-mapped for ENVI, rasterio windows for GeoTIFF, dataset slices
+    for HDF5 (pixels its ``valid`` dataset marks invalid read as NaN), in-memory else (.mat,
+    TIFF page stacks, RGB).
 
     NaN/Inf in windows are returned as they are in the file; predictors fill them.
     """
@@ -152,6 +154,11 @@ def open_cube(path, *, var: str | None = None, layout: str | None = None) -> Cub
         if not _is_page_stack(Path(path)):
             f = GeoTiffFile(path)
             return _FileSource(f, f.meta, f.shape)
+    if fmt == "hdf5":
+        from hsirestore.io.hdf5 import Hdf5File
+
+        f = Hdf5File(path, var, layout)
+        return _FileSource(f, f.meta, f.shape)
     return ArraySource(read_cube(path, var=var, layout=layout))
 
 
@@ -180,4 +187,8 @@ def create_cube(path, meta: Cube, shape, *, force: bool = False, dtype: str | No
         from hsirestore.io.geotiff import GeoTiffSink
 
         return GeoTiffSink(path, meta, shape, force, dtype)
+    if fmt == "hdf5":
+        from hsirestore.io.hdf5 import Hdf5Sink
+
+        return Hdf5Sink(path, meta, shape, force, dtype)
     return _BufferedSink(path, meta, shape, force, dtype)

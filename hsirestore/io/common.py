@@ -30,6 +30,29 @@ def clean(data: np.ndarray, nodata: float | None) -> tuple[np.ndarray, np.ndarra
     return data, valid
 
 
+def band_layout(shape: tuple[int, ...], layout: str | None, source: str) -> str:
+    """'2-D', 'bands-first' or 'bands-last' for an array of ``shape`` (the rule of
+    :func:`to_bands_first`, decided from the shape alone so that files can be read by
+    windows); raises the same errors."""
+    if len(shape) == 2:
+        return "2-D"
+    if len(shape) != 3:
+        raise FormatError(f"{source}: expected a 2-D or 3-D array, got shape {tuple(shape)}")
+    if layout is None:
+        a, b, c = shape
+        if a < b and a < c:
+            layout = "bands-first"
+        elif c < a and c < b:
+            layout = "bands-last"
+        else:
+            raise AmbiguousInputError(
+                f"{source}: cannot tell the band axis of shape {tuple(shape)}; "
+                "pass --layout bands-first or --layout bands-last")
+    if layout in LAYOUTS:
+        return layout
+    raise FormatError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+
+
 def to_bands_first(arr: np.ndarray, layout: str | None, source: str) -> np.ndarray:
     """Reorder a 3-D array to (bands, rows, cols).
 
@@ -37,25 +60,12 @@ def to_bands_first(arr: np.ndarray, layout: str | None, source: str) -> np.ndarr
     smaller than the two others and the array is either (bands, rows, cols) or
     (rows, cols, bands); anything else is ambiguous and must be given with --layout.
     """
-    if arr.ndim == 2:
+    found = band_layout(arr.shape, layout, source)
+    if found == "2-D":
         return arr[None]
-    if arr.ndim != 3:
-        raise FormatError(f"{source}: expected a 2-D or 3-D array, got shape {arr.shape}")
-    if layout is None:
-        a, b, c = arr.shape
-        if a < b and a < c:
-            layout = "bands-first"
-        elif c < a and c < b:
-            layout = "bands-last"
-        else:
-            raise AmbiguousInputError(
-                f"{source}: cannot tell the band axis of shape {arr.shape}; "
-                "pass --layout bands-first or --layout bands-last")
-    if layout == "bands-first":
+    if found == "bands-first":
         return arr
-    if layout == "bands-last":
-        return np.moveaxis(arr, -1, 0)
-    raise FormatError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    return np.moveaxis(arr, -1, 0)
 
 
 def cast_for_writing(data: np.ndarray, dtype: str | None) -> np.ndarray:
