@@ -176,3 +176,43 @@ def test_consistency_projection_renders_back_to_the_input(tmp_path, monkeypatch)
     monkeypatch.setenv("HSIRESTORE_DATA", str(tmp_path / "none"))
     with pytest.raises(ModelError, match="--consistency needs the camera response"):
         RgbToHsi(method="poly", consistency=True)
+
+
+def test_stage2_fine_tuning_from_weights_with_consistency_loss(tmp_path):
+    from hsirestore.registry import build_model
+    from hsirestore.training.mcga import (SyntheticSpectra, TrainConfig, Trainer, project_batch,
+                                          render_batch)
+    from hsirestore.weights import save_state_dict
+
+    synth = SyntheticSpectra(seed=4)
+    cubes = [synth.sample(32) for _ in range(3)]
+    wl = WAVELENGTHS
+    cam = np.stack([np.exp(-((wl - c) / 40) ** 2) for c in (600, 540, 460)])
+    cam = (cam / cam[1].sum()).astype(np.float32)
+    # the projection is exact for unsaturated pixels and differentiable
+    hsi = torch.from_numpy(np.stack(cubes[:2])) * 0.5
+    resp = torch.from_numpy(np.stack([cam, cam]))
+    rgb = render_batch(hsi, resp)
+    out = torch.rand_like(hsi, requires_grad=True)
+    proj = project_batch(out, rgb, resp)
+    torch.testing.assert_close(render_batch(proj, resp), rgb, atol=1e-4, rtol=0)
+    proj.sum().backward()
+    assert out.grad is not None
+    # fine-tune an exported model: GANet moves, the frozen stage 1 does not
+    torch.manual_seed(0)
+    model = build_model("mcga-tiny")
+    w = tmp_path / "init.safetensors"
+    save_state_dict(model.state_dict(), w, metadata={"model": "mcga-tiny"})
+    common = dict(preset="mcga-tiny", batch_size=4, patch=16, lr=3e-3, warmup=1, log_every=5,
+                  ckpt_every=1000, threads=1)
+    tr = Trainer(TrainConfig(stage=2, steps=10, init_weights=str(w), w_consistency=1.0, **common),
+                 tmp_path / "ft", cubes=cubes, synthetic=synth, cameras=(cam, []))
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    r = tr.run(echo=lambda s: None)
+    after = tr.model.state_dict()
+    assert r["step"] == 10 and np.isfinite(r["loss_last"])
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("vq."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("ganet."))
+    with pytest.raises(OptionError, match="--init-weights"):
+        Trainer(TrainConfig(stage=1, steps=1, init_weights=str(w), **common), tmp_path / "x",
+                cubes=cubes, synthetic=synth)

@@ -40,12 +40,18 @@ def train_mcga(
     seed: int = typer.Option(0, help="Random seed."),
     threads: int = typer.Option(2, help="CPU threads for torch."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
+    init_weights: Path = typer.Option(None, help="Stage 2: fine-tune these exported weights (e.g. "
+                                      "weights/mcga-compact.safetensors) instead of OUT/stage1.pt."),
+    w_consistency: float = typer.Option(0.0, help="Stage 2: weight of the loss on the output "
+                                        "projected onto the input RGB (for rgb2hsi --consistency)."),
 ) -> None:
     from hsirestore.training.mcga import TrainConfig, Trainer
 
     cfg = TrainConfig(stage=stage, preset=preset, steps=steps, batch_size=batch_size, patch=patch,
                       lr=lr, warmup=warmup, log_every=log_every, ckpt_every=ckpt_every, max_minutes=max_minutes,
-                      seed=seed, threads=threads, device=device)
+                      seed=seed, threads=threads, device=device,
+                      init_weights=str(init_weights) if init_weights else "",
+                      w_consistency=w_consistency)
     result = Trainer(cfg, out, resume=resume).run(echo=typer.echo)
     typer.echo(json.dumps(result))
 

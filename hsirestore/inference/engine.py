@@ -20,7 +20,6 @@ output when ``mark_invalid`` is true (writers turn NaN into the file's nodata).
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import numpy as np
@@ -32,7 +31,7 @@ from hsirestore.inference.normalize import Scaling, band_means, invalid_mask
 from hsirestore.inference.tiling import (
     _pair, axis_profiles, pad_to_multiple, reflect_pad,
 )
-from hsirestore.io.cube import ArraySink, Cube, CubeSink, CubeSource
+from hsirestore.io.cube import Cube, CubeSink, CubeSource
 
 __all__ = ["TiledPredictor"]
 

@@ -11,7 +11,11 @@ Sources (one codebook set each, order = source index):
 Stage 1: random patch from a source (alternating), random band masking (31 -> 16 kept),
 loss = Charbonnier(recon, x) + beta * (L1 + L2); codebook entries unused for
 ``restart_every`` steps are re-initialised from encoder features.
-Stage 2: the MoC and stage-1 decoder are frozen; RGB is rendered from the HSI patch through
+Stage 2 (``init_weights``: fine-tune the GANet of an exported model instead of starting
+from OUT/stage1.pt; ``w_consistency`` > 0 adds w * Charbonnier(projection of the output onto
+the spectra that render exactly to the input RGB through the sample's camera, HSI), which
+trains the part of the spectrum the camera cannot see for use with ``rgb2hsi
+--consistency`` while the plain loss keeps the raw output usable): the MoC and stage-1 decoder are frozen; RGB is rendered from the HSI patch through
 the NTIRE 2022 response or (probability ``p_camspec``) a camspec camera other than the held
 out one(s) (``HELDOUT_CAMERAS``: Nokia_N900, kept for the unseen-camera test), after a
 brightness change x U(0.4, 1.2) applied to the cube (so RGB and target stay consistent);
@@ -65,6 +69,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
+    init_weights: str = ""  # stage 2: start from these full-model weights instead of OUT/stage1.pt
+    w_consistency: float = 0.0  # stage 2: weight of the loss on the RGB-consistent projection
     extra: dict = field(default_factory=dict)
 
 
@@ -142,6 +148,18 @@ def render_batch(hsi: torch.Tensor, resp: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ncb,nbhw->nchw", resp, hsi).clamp(0.0, 1.0)
 
 
+def project_batch(out: torch.Tensor, rgb: torch.Tensor, resp: torch.Tensor) -> torch.Tensor:
+    """Differentiable RGB-consistency projection (as ``rgb2hsi --consistency``, without the
+    clipping): out (N, 31, h, w), rgb (N, 3, h, w), resp (N, 3, 31) ->
+    out + R^T (R R^T)^-1 (rgb - R out); pixels with a saturated channel are left as they are."""
+    gram_inv = torch.linalg.inv(resp @ resp.transpose(1, 2))  # (N, 3, 3)
+    proj = resp.transpose(1, 2) @ gram_inv  # (N, 31, 3)
+    resid = rgb - torch.einsum("ncb,nbhw->nchw", resp, out)
+    fixed = out + torch.einsum("nbc,nchw->nbhw", proj, resid)
+    saturated = (rgb >= 0.999).any(1, keepdim=True)
+    return torch.where(saturated, out, fixed)
+
+
 # ---------------------------------------------------------------------- loop
 def _lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
@@ -175,9 +193,15 @@ class Trainer:
         if cfg.patch % spec.size_multiple:
             raise OptionError(f"--patch must be a multiple of {spec.size_multiple}")
         self.cfg, self.out, self.spec = cfg, Path(out), spec
-        if cfg.stage == 2 and not (self.out / "stage1.pt").exists():
+        if cfg.init_weights and cfg.stage != 2:
+            raise OptionError("--init-weights is for stage 2 (GANet fine-tuning)")
+        if cfg.init_weights and not Path(cfg.init_weights).is_file():
+            raise OptionError(f"--init-weights {cfg.init_weights}: file not found")
+        if cfg.w_consistency < 0:
+            raise OptionError(f"--w-consistency must be >= 0; got {cfg.w_consistency}")
+        if cfg.stage == 2 and not cfg.init_weights and not (self.out / "stage1.pt").exists():
             raise ModelError(f"stage 2 needs the stage-1 checkpoint {self.out / 'stage1.pt'}; "
-                             "run --stage 1 first")
+                             "run --stage 1 first (or pass --init-weights)")
         if (self.out / f"stage{cfg.stage}.pt").exists() and not resume:
             raise OptionError(f"{self.out / f'stage{cfg.stage}.pt'} exists; pass --resume to "
                               "continue it or use another --out")
@@ -206,13 +230,25 @@ class Trainer:
         self.ckpt = self.out / f"stage{cfg.stage}.pt"
         self.step = 0
         if cfg.stage == 2:
-            s1 = self.out / "stage1.pt"
-            if not s1.exists():
-                raise ModelError(f"stage 2 needs the stage-1 checkpoint {s1}; run --stage 1 first")
-            ck = torch.load(s1, map_location="cpu", weights_only=True)
-            if ck.get("preset") != cfg.preset:
-                raise ModelError(f"{s1} was trained for preset {ck.get('preset')!r}, not {cfg.preset!r}")
-            self.model.load_state_dict(ck["model"])
+            if cfg.init_weights:  # fine-tune a whole model (frozen stage 1, GANet continues)
+                from hsirestore.weights import load_state_dict
+
+                state, meta = load_state_dict(cfg.init_weights)
+                if meta.get("model", cfg.preset) != cfg.preset:
+                    raise ModelError(f"{cfg.init_weights} holds {meta['model']!r} weights, not {cfg.preset!r}")
+                try:
+                    self.model.load_state_dict({k: v.float() for k, v in state.items()})
+                except RuntimeError as e:
+                    raise ModelError(f"{cfg.init_weights} does not fit {cfg.preset}: "
+                                     f"{str(e).splitlines()[0]}") from e
+            else:
+                s1 = self.out / "stage1.pt"
+                if not s1.exists():
+                    raise ModelError(f"stage 2 needs the stage-1 checkpoint {s1}; run --stage 1 first")
+                ck = torch.load(s1, map_location="cpu", weights_only=True)
+                if ck.get("preset") != cfg.preset:
+                    raise ModelError(f"{s1} was trained for preset {ck.get('preset')!r}, not {cfg.preset!r}")
+                self.model.load_state_dict(ck["model"])
             self.model.freeze_stage1()
             params = [p for p in self.model.stage2_parameters()]
         else:
@@ -251,6 +287,7 @@ class Trainer:
             if self.others and self.rng.random() < self.cfg.p_camspec else self.ntire
             for _ in range(n)])
         hsi_t, resp = hsi_t.to(self.device), resp.to(self.device)
+        self._last_resp = resp
         return render_batch(hsi_t, resp), hsi_t
 
     # -- steps
@@ -278,7 +315,13 @@ class Trainer:
     def _stage2_step(self) -> dict:
         rgb, hsi = self._stage2_batch()
         self.model.train()
-        loss = self.model.stage2_loss(rgb, hsi)
+        if self.cfg.w_consistency > 0:
+            out, _, vq = self.model._run(rgb)
+            proj = project_batch(out, rgb, self._last_resp)
+            loss = (charbonnier(out, hsi) + self.model.vq.beta * vq
+                    + self.cfg.w_consistency * charbonnier(proj, hsi))
+        else:
+            loss = self.model.stage2_loss(rgb, hsi)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(self.model.stage2_parameters()), 1.0)
