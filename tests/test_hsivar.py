@@ -139,3 +139,24 @@ def test_two_stage_training_resume_and_export(tmp_path, monkeypatch):
     r = Restorer("hsivar-tiny", weights=tmp_path / "w.safetensors", device="cpu", tile=16, overlap=4)
     out = r.restore(sc[0][:, :20, :24], "noise")
     assert out.shape == (31, 20, 24) and np.isfinite(out.data).all()
+
+    # stage 2 continues from exported weights (E_cond kept); into a residual model the
+    # decoder's output conv is zeroed, so it starts as the identity LQ -> LQ
+    state = torch.load(tmp_path / "run/stage2/last.pt", weights_only=True)["model"]
+    msgs = []
+    kw2 = {**kw, "out": str(tmp_path / "cont"), "init": str(tmp_path / "w.safetensors")}
+    train(HsivarTrainConfig(stage=2, steps=1, **kw2), scenes=sc, log=msgs.append)
+    assert any("continues from" in m for m in msgs) and not any("zeroed" in m for m in msgs)
+    cont = torch.load(tmp_path / "cont/stage2/last.pt", weights_only=True)["model"]
+    assert not torch.equal(cont["cond_encoder.conv_in.weight"], cont["encoder.conv_in.weight"])
+    torch.testing.assert_close(cont["encoder.conv_in.weight"], state["encoder.conv_in.weight"],
+                               atol=2e-3, rtol=0)  # fp16 export, frozen E
+    msgs = []
+    kw3 = {**kw2, "out": str(tmp_path / "res"), "lr": 1e-12, "model_overrides": {"residual": True}}
+    train(HsivarTrainConfig(stage=2, steps=1, **kw3), scenes=sc, log=msgs.append)
+    assert any("zeroed" in m for m in msgs)
+    res = build_model("hsivar-tiny", residual=True).eval()
+    res.load_state_dict(torch.load(tmp_path / "res/stage2/last.pt", weights_only=True)["model"])
+    lq = torch.from_numpy(sc[0][None, :, :16, :16])
+    t = torch.zeros(1, res.num_types)
+    torch.testing.assert_close(res.restore(lq, t), lq, atol=1e-6, rtol=0)

@@ -11,9 +11,9 @@ of ``scales[-1] * down`` pixels); other tile sizes scale them proportionally.
 * "hsivar-compact": trains on 2 CPU cores in a few hours (64 px patches, x4 downsampling,
   codebook 512 x 16, 8 scales, transformer 4 x 128).
 
-Both restore residually (output = degraded cube + decoder output, see HSIVAR); a weights
-file whose manifest config has no ``residual`` key predates that and loads with
-``residual=False``.
+``residual=True`` (output = degraded cube + decoder output, see HSIVAR) is available as a
+model override; no preset uses it (warm-starting the shipped weights with it, the decoder's
+output conv zeroed, had not started to denoise after 1000 CPU steps).
 * "hsivar-tiny": test configuration.
 """
 from hsirestore.registry import ModelSpec, register_model
@@ -29,7 +29,7 @@ register_model(ModelSpec(
     config=dict(bands=31, width=128, mults=(1, 1, 2, 4), blocks=2, latent_dim=32,
                 codebook_size=4096, scales=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16), beta=0.25,
                 dec_heads=8, tf_width=1024, tf_depth=16, tf_heads=16, mlp_ratio=4.0,
-                deg_dim=64, num_types=12, residual=True),
+                deg_dim=64, num_types=12),
     bands=31, wavelengths=_WL, size_multiple=8, weights=None,
     description="published-scale configuration (GPU; about 0.3 G parameters); no shipped weights",
     reference=_REF,
@@ -42,7 +42,7 @@ register_model(ModelSpec(
     config=dict(bands=31, width=32, mults=(1, 2, 2), blocks=1, latent_dim=16,
                 codebook_size=512, scales=(1, 2, 3, 4, 6, 8, 12, 16), beta=0.25,
                 dec_heads=2, tf_width=128, tf_depth=4, tf_heads=4, mlp_ratio=4.0,
-                deg_dim=32, num_types=12, residual=True),
+                deg_dim=32, num_types=12),
     bands=31, wavelengths=_WL, size_multiple=4, weights="hsivar-compact.safetensors",
     description="compact preset for CPU training on CAVE (shipped weights once trained)",
     reference=_REF,
