@@ -3,7 +3,9 @@
 Rule (``fit_scaling(..., rule="auto")``), offset is always 0 so the mapping is linear
 (an input scaled by s gives a result scaled by s):
 
-* float data whose valid values already lie in [0, 1] -> identity;
+* float data whose valid values already lie in [0, 1], or whose 0.1th and 99.9th
+  percentiles lie in [-0.5, 1.5] ([0, 1] data with noise, e.g. sigma 30/255, or specular
+  highlights) -> identity;
 * uint8 / int8 data -> divide by the dtype maximum (255 / 127): 8-bit data are display
   referred and use their full range;
 * any other data (uint16 counts, reflectance x 10000, radiance, floats outside [0, 1]) ->
@@ -41,6 +43,7 @@ __all__ = [
 
 RULES = ("auto", "none", "dtype", "max", "percentile:P", "scale:S")
 AUTO_PERCENTILE = 99.9
+UNIT_LOW, UNIT_HIGH = -0.5, 1.5  # float data whose 0.1/99.9th percentiles lie here are unit data
 
 
 @dataclass(frozen=True)
@@ -247,7 +250,7 @@ def fit_scaling(data_or_source: Any, rule: str = "auto", source_dtype: str | Non
         return Scaling(0.0, 1.0, f"{name}:empty")
     px = px.astype(np.float64, copy=False)
     if name == "auto":
-        if dt.kind == "f" and px.min() >= 0.0 and px.max() <= 1.0:
+        if dt.kind == "f" and (px.min() >= 0.0 and px.max() <= 1.0 or _unit_like(px)):
             return Scaling(0.0, 1.0, "auto:unit")
         p = AUTO_PERCENTILE
         label = f"auto:percentile:{p:g}"
@@ -256,6 +259,13 @@ def fit_scaling(data_or_source: Any, rule: str = "auto", source_dtype: str | Non
         label = f"percentile:{p:g}"
     value = float(np.percentile(px, p))
     return Scaling(0.0, _positive(value, float(np.abs(px).max())), label)
+
+
+def _unit_like(px: np.ndarray) -> bool:
+    """[0, 1] data with noise or highlights: 0.1th and 99.9th percentiles within
+    [UNIT_LOW, UNIT_HIGH] (e.g. a reflectance cube with sigma = 30/255 Gaussian noise)."""
+    lo, hi = np.percentile(px, [100 - AUTO_PERCENTILE, AUTO_PERCENTILE])
+    return bool(lo >= UNIT_LOW and hi <= UNIT_HIGH)
 
 
 def _positive(value: float, fallback: float | None) -> float:
