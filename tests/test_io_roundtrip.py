@@ -263,3 +263,21 @@ def test_real_cave_scene(shared_data):
     c = read_cube(path)
     assert c.shape == (31, 512, 512) and 0 <= c.data.min() and c.data.max() <= 1
     np.testing.assert_allclose(c.wavelengths[[0, -1]], [400, 700])
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_processing_notes_kept_in_envi_and_geotiff(tmp_path):
+    import rasterio
+
+    cube = Cube(np.random.default_rng(0).random((3, 8, 9), dtype=np.float32),
+                attrs={"restoration": "noise:sigma=30", "restoration_model": "hsivar {x}",
+                       "dataset": "/cube", "flag": True, "nested": {"a": 1}})
+    write_cube(cube, tmp_path / "out.hdr")
+    desc = read_cube(tmp_path / "out.hdr").attrs["description"]
+    assert "restoration = noise:sigma=30" in desc and "restoration_model = hsivar (x)" in desc
+    assert "dataset" not in desc and "flag" not in desc and "nested" not in desc
+    write_cube(cube, tmp_path / "out.tif")
+    with rasterio.open(tmp_path / "out.tif") as ds:
+        tags = ds.tags()
+    assert tags["hsirestore_restoration"] == "noise:sigma=30"
+    assert "hsirestore_dataset" not in tags and "hsirestore_flag" not in tags

@@ -79,3 +79,20 @@ def cast_for_writing(data: np.ndarray, dtype: str | None) -> np.ndarray:
     if dt.kind == "f":
         return data.astype(dt)
     raise FormatError(f"cannot write data type {dtype}")
+
+
+#: Cube.attrs keys that describe how a file was read, not what was done to the data
+_READER_KEYS = frozenset({"dataset", "variable", "mat_version", "tiff", "description",
+                          "stored_dtype", "scale"})
+
+
+def provenance(attrs: dict) -> dict[str, str]:
+    """Processing notes worth keeping in an output's metadata (e.g. ``restoration``,
+    ``restoration_model``, ``method``): the str/int/float entries of ``Cube.attrs`` that
+    are not reader bookkeeping, as single-line strings without braces."""
+    out = {}
+    for k, v in attrs.items():
+        if k in _READER_KEYS or isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            continue
+        out[str(k)] = " ".join(str(v).replace("{", "(").replace("}", ")").split())
+    return out

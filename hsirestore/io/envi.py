@@ -15,7 +15,7 @@ import numpy as np
 
 from hsirestore.errors import FormatError
 from hsirestore.io.atomic import atomic_paths
-from hsirestore.io.common import cast_for_writing, clean
+from hsirestore.io.common import cast_for_writing, clean, provenance
 from hsirestore.io.cube import Cube
 
 ENVI_DTYPES = {1: "u1", 2: "i2", 3: "i4", 4: "f4", 5: "f8", 12: "u2", 13: "u4", 14: "i8", 15: "u8"}
@@ -211,7 +211,8 @@ def _fmt_list(values, fmt="{:g}") -> str:
 
 def header_text(meta: Cube, shape: tuple[int, int, int], dtype: np.dtype) -> str:
     bands, rows, cols = shape
-    lines = ["ENVI", "description = {written by hsirestore}", f"samples = {cols}",
+    notes = "".join(f"; {k} = {v}" for k, v in provenance(meta.attrs).items())
+    lines = ["ENVI", "description = {written by hsirestore" + notes + "}", f"samples = {cols}",
              f"lines = {rows}", f"bands = {bands}", "header offset = 0",
              "file type = ENVI Standard", f"data type = {DTYPE_CODES[np.dtype(dtype).name]}",
              "interleave = bsq", "byte order = 0"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from hsirestore.errors import FormatError
 from hsirestore.io.atomic import atomic_paths, check_writable
-from hsirestore.io.common import cast_for_writing, clean, to_bands_first
+from hsirestore.io.common import cast_for_writing, clean, provenance, to_bands_first
 from hsirestore.io.cube import Cube
 
 
@@ -122,6 +122,9 @@ def _tag(ds, cube: Cube) -> None:
             ds.update_tags(i + 1, **tags)
     if cube.wavelength_units:
         ds.update_tags(wavelength_units=cube.wavelength_units)
+    notes = provenance(cube.attrs)
+    if notes:
+        ds.update_tags(**{f"hsirestore_{k}": v for k, v in notes.items()})
 
 
 def write_geotiff(cube: Cube, path, force: bool = False, dtype: str | None = None) -> list[Path]:
