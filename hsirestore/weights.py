@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,11 @@ def weights_dir() -> Path:
     here = Path(__file__).resolve().parent.parent / "weights"
     if here.is_dir():
         return here
-    try:  # non-editable install: weights shipped as package data
-        import hsirestore_weights  # type: ignore
-
-        return Path(hsirestore_weights.__file__).parent
-    except ImportError:
-        return here
+    for prefix in (sys.prefix, sys.base_prefix):  # non-editable install: data files
+        installed = Path(prefix) / "share" / "hsirestore" / "weights"
+        if (installed / MANIFEST).is_file():
+            return installed
+    return here
 
 
 def sha256_file(path: os.PathLike | str) -> str:
