@@ -252,7 +252,8 @@ def main(argv=None) -> int:
     runners: dict = {}
     if "hsivar" in methods:
         try:
-            kw = {} if args.tile is None else {"tile": args.tile or None}
+            kw = {} if args.tile is None else {"tile": args.tile or None,
+                                               "overlap": min(16, args.tile // 4)}
             restorer = Restorer(args.model, weights=args.weights, device=args.device, scaling="none",
                                 temperature=0.0, seed=0, **kw)
             runners["hsivar"] = restorer

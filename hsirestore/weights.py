@@ -6,7 +6,8 @@ Weights are safetensors files in the ``weights/`` folder, listed in ``weights/ma
                 "training_data": "...", "steps": N, "val_metrics": {...}, "dtype": "float16"}}}
 
 Lookup order for the folder: ``$HSIRESTORE_WEIGHTS``, the ``weights/`` folder beside the
-package (source checkout / editable install), then ``hsirestore_weights`` installed as data.
+package (source checkout / editable install), then ``share/hsirestore/weights`` under the
+install prefix, the base prefix or the user base (data files of a regular ``pip install``).
 Loading always verifies the sha256 recorded in the manifest before reading a tensor.
 """
 from __future__ import annotations
@@ -30,7 +31,12 @@ def weights_dir() -> Path:
     here = Path(__file__).resolve().parent.parent / "weights"
     if here.is_dir():
         return here
-    for prefix in (sys.prefix, sys.base_prefix):  # non-editable install: data files
+    import site
+
+    user_base = getattr(site, "USER_BASE", None) or ""
+    for prefix in (sys.prefix, sys.base_prefix, user_base):  # non-editable install: data files
+        if not prefix:
+            continue
         installed = Path(prefix) / "share" / "hsirestore" / "weights"
         if (installed / MANIFEST).is_file():
             return installed
@@ -157,6 +163,8 @@ def load_state_dict(path: os.PathLike | str, expected_sha256: str | None = None)
         state = obj
         if isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
             meta = {k: v for k, v in obj.items() if not isinstance(v, (dict, torch.Tensor))}
+            if isinstance(obj.get("config"), dict):  # a training checkpoint's run config
+                meta["training_config"] = obj["config"]
             for key in ("model_weights", "state_dict", "model", "params"):
                 if key in obj and isinstance(obj[key], dict):
                     state = obj[key]

@@ -160,3 +160,6 @@ def test_two_stage_training_resume_and_export(tmp_path, monkeypatch):
     lq = torch.from_numpy(sc[0][None, :, :16, :16])
     t = torch.zeros(1, res.num_types)
     torch.testing.assert_close(res.restore(lq, t), lq, atol=1e-6, rtol=0)
+    # a training last.pt is rebuilt with its run's model overrides
+    assert Restorer("hsivar-tiny", weights=tmp_path / "res/stage2/last.pt", device="cpu").model.residual
+    assert not Restorer("hsivar-tiny", weights=tmp_path / "cont/stage2/last.pt", device="cpu").model.residual

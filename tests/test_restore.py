@@ -187,3 +187,30 @@ def test_keep_observed_for_completion_tasks(bands):
     np.testing.assert_allclose(off.restore(Cube(x), "inpaint").data, 0.5, atol=1e-6)
     with pytest.raises(OptionError, match="--keep-observed"):
         Restorer(net=half, device="cpu", keep_observed="maybe")
+    # counts on a percentile scale, in memory and streamed: observed values stay bit-exact
+    counts = (x * 3000.0).astype(np.float32)
+    r = Restorer(net=half, device="cpu", tile=16, overlap=4)
+    out = r.restore(Cube(counts), "inpaint").data
+    assert r.last_info["scaling"].startswith("auto:percentile")
+    np.testing.assert_array_equal(out[~zero], counts[~zero])
+    assert np.all(out[zero] > 0)
+    sink = ArraySink(counts.shape)
+    r.restore_stream(ArraySource(Cube(counts)), sink, "inpaint")
+    np.testing.assert_array_equal(sink.data[~zero], counts[~zero])
+    np.testing.assert_allclose(sink.data, out, rtol=1e-6)
+
+
+def test_streamed_output_keeps_processing_notes(tmp_path):
+    from hsirestore.io import create_cube, open_cube, read_cube, write_cube
+
+    x = _smooth(31)
+    write_cube(Cube(x), tmp_path / "in.hdr")
+    src = open_cube(tmp_path / "in.hdr")
+    sink = create_cube(tmp_path / "out.hdr", src.meta, src.shape)
+    r = Restorer(net=lambda t, types: t, device="cpu", tile=16, overlap=4)
+    r.restore_stream(src, sink, "noise")
+    sink.commit()
+    src.close()
+    desc = read_cube(tmp_path / "out.hdr").attrs["description"]
+    assert "restoration = noise" in desc and "restoration_model = stand-in" in desc
+    assert "restoration" not in src.meta.attrs  # the source's metadata is not touched

@@ -14,7 +14,8 @@ from hsirestore.errors import OptionError
 
 Stage 1 trains the multi-scale VQ-VAE (encoder, residual quantizer, SSA decoder) on clean
 crops. Stage 2 starts from OUT/stage1/last.pt (or --init), copies the encoder into the
-condition encoder, freezes the encoder and codebook, and trains the condition encoder
+condition encoder (with --init FILE.safetensors, exported weights, it instead continues
+training that restoration model, condition encoder included), freezes the encoder and codebook, and trains the condition encoder
 (alignment loss), degradation embeddings, next-scale transformer (token cross-entropy) and
 decoder (L1) on random degradations of every type and mixtures. Checkpoints go to
 OUT/stage{1,2}/last.pt every few minutes, logs to OUT/stage{1,2}/log.jsonl; --resume continues.
@@ -36,7 +37,7 @@ def train_hsivar(
     patch: int = typer.Option(64, help="Crop size in pixels (multiple of the model's size multiple)."),
     lr: float = typer.Option(4e-4, help="Peak learning rate (AdamW, warm-up then cosine)."),
     resume: bool = typer.Option(False, help="Continue from OUT/stageN/last.pt."),
-    init: Path = typer.Option(None, help="Stage 2: stage-1 checkpoint (default OUT/stage1/last.pt)."),
+    init: Path = typer.Option(None, help="Stage 2: stage-1 checkpoint (default OUT/stage1/last.pt), or exported .safetensors weights to continue."),
     data: Path = typer.Option(None, help="Data folder with cave/train and cave/val (default ../shared/data)."),
     max_mix: int = typer.Option(2, help="Stage 2: at most this many degradation types mixed."),
     free_run: float = typer.Option(0.25, help="Stage 2: share of steps whose pixel loss decodes "

@@ -4,8 +4,8 @@ Rule (``fit_scaling(..., rule="auto")``), offset is always 0 so the mapping is l
 (an input scaled by s gives a result scaled by s):
 
 * float data whose valid values already lie in [0, 1], or whose 0.1th and 99.9th
-  percentiles lie in [-0.5, 1.5] ([0, 1] data with noise, e.g. sigma 30/255, or specular
-  highlights) -> identity;
+  percentiles lie in [-0.5, 1.5] with the 99.9th at least 0.5 ([0, 1] data with noise, e.g.
+  sigma 30/255, or specular highlights) -> identity;
 * uint8 / int8 data -> divide by the dtype maximum (255 / 127): 8-bit data are display
   referred and use their full range;
 * any other data (uint16 counts, reflectance x 10000, radiance, floats outside [0, 1]) ->
@@ -44,6 +44,7 @@ __all__ = [
 RULES = ("auto", "none", "dtype", "max", "percentile:P", "scale:S")
 AUTO_PERCENTILE = 99.9
 UNIT_LOW, UNIT_HIGH = -0.5, 1.5  # float data whose 0.1/99.9th percentiles lie here are unit data
+UNIT_MIN_PEAK = 0.5  # ... provided the 99.9th percentile reaches this (dim data are rescaled)
 
 
 @dataclass(frozen=True)
@@ -263,9 +264,10 @@ def fit_scaling(data_or_source: Any, rule: str = "auto", source_dtype: str | Non
 
 def _unit_like(px: np.ndarray) -> bool:
     """[0, 1] data with noise or highlights: 0.1th and 99.9th percentiles within
-    [UNIT_LOW, UNIT_HIGH] (e.g. a reflectance cube with sigma = 30/255 Gaussian noise)."""
+    [UNIT_LOW, UNIT_HIGH] and a 99.9th percentile of at least UNIT_MIN_PEAK (e.g. a
+    reflectance cube with sigma = 30/255 Gaussian noise; not dim dark-subtracted radiance)."""
     lo, hi = np.percentile(px, [100 - AUTO_PERCENTILE, AUTO_PERCENTILE])
-    return bool(lo >= UNIT_LOW and hi <= UNIT_HIGH)
+    return bool(lo >= UNIT_LOW and UNIT_MIN_PEAK <= hi <= UNIT_HIGH)
 
 
 def _positive(value: float, fallback: float | None) -> float:

@@ -287,6 +287,9 @@ class Restorer:
             cfg = {}
         if cfg and "residual" not in cfg:  # exported before the residual option existed
             cfg = {**cfg, "residual": False}
+        run = meta.get("training_config")
+        if not cfg and isinstance(run, dict):  # a training last.pt: the run's model overrides
+            cfg = dict(run.get("model_overrides") or {})
         try:
             model = build_model(name, **cfg)
         except TypeError as e:
@@ -331,14 +334,7 @@ class Restorer:
                 return self.net(x, t)
             return self.model.restore(x, t, self.temperature, self.top_k, gen)
 
-        fn = grouped(net, bands, GROUP, self.group_overlap)
-        if not self.keeps_observed(names):
-            return fn
-
-        def consistent(x: torch.Tensor) -> torch.Tensor:
-            return torch.where(x == 0, fn(x), x)
-
-        return consistent
+        return grouped(net, bands, GROUP, self.group_overlap)
 
     def keeps_observed(self, names: list[str]) -> bool:
         """Whether observed (non-zero) input entries are returned unchanged for these types."""
@@ -371,6 +367,8 @@ class Restorer:
             sample = scaling.to_model(np.where(_valid_window(cube, sample.shape), sample, np.nan))
         names, info = self.choose_degradation(sample, degradation)
         y = self._predictor(self._tensor_fn(b, names)).predict_array(cube, normalizer=scaling)
+        if self.keeps_observed(names):  # in the input's own units: observed values bit-exact
+            y = np.where(cube.data == 0, y, cube.data)
         self.last_info = {**info, "model": self.describe(), "scaling": scaling.describe(),
                           "keep_observed": self.keeps_observed(names),
                           "band_groups": band_groups(b, GROUP, self.group_overlap) if b >= GROUP
@@ -401,11 +399,30 @@ class Restorer:
                 raw = np.where(raw == nod, np.nan, raw)
             sample = scaling.to_model(raw)
         names, info = self.choose_degradation(sample, degradation)
-        self._predictor(self._tensor_fn(b, names)).predict_stream(source, sink, normalizer=scaling)
+        meta = getattr(sink, "meta", None)
+        if meta is not None:  # processing notes for the writer (a copy: never the source's)
+            meta = meta.with_data(meta.data)
+            meta.attrs = {**meta.attrs, "restoration": info["degradation"],
+                          "restoration_model": self.describe()}
+            sink.meta = meta
+        target = _KeepObserved(source, sink) if self.keeps_observed(names) else sink
+        self._predictor(self._tensor_fn(b, names)).predict_stream(source, target, normalizer=scaling)
         self.last_info = {**info, "model": self.describe(), "scaling": scaling.describe(),
                           "keep_observed": self.keeps_observed(names),
                           "seconds": round(time.perf_counter() - t0, 3)}
         return self.last_info
+
+
+class _KeepObserved:
+    """Sink wrapper: every written block keeps the source's non-zero values (input units)."""
+
+    def __init__(self, source: CubeSource, sink: CubeSink):
+        self.source, self.sink, self.shape = source, sink, sink.shape
+
+    def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
+        _, h, w = block.shape
+        x = np.asarray(self.source.read_window(r0, r0 + h, c0, c0 + w), np.float32)
+        self.sink.write_window(r0, c0, np.where(x == 0, block, x).astype(np.float32, copy=False))
 
 
 def _centre(x: np.ndarray, side: int) -> np.ndarray:

@@ -31,7 +31,7 @@ keep, so (as VARSR/RestoreVAR-style restorers do) the decoder may take multi-lev
 features of E_cond(LQ) in stage 2. Stage 1 trains E, quantizer and decoder on clean cubes
 without skips (the skip convs are zero and unused); stage 2 freezes E and the quantizer and
 trains E_cond, DAG, transformer and the decoder (SSA + skip convs). With ``residual=True``
-(the compact preset) the stage-2 output is LQ + decoder(...), i.e. the decoder predicts the
+(a model override; no preset uses it) the stage-2 output is LQ + decoder(...), i.e. the decoder predicts the
 correction of the degraded cube (global residual learning as in DnCNN/Restormer); stage 1
 never uses it (its input is the clean cube).
 

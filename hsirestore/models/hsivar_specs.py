@@ -10,11 +10,11 @@ of ``scales[-1] * down`` pixels); other tile sizes scale them proportionally.
   a 128-wide encoder/decoder with x8 downsampling. For GPUs; no shipped weights.
 * "hsivar-compact": trains on 2 CPU cores in a few hours (64 px patches, x4 downsampling,
   codebook 512 x 16, 8 scales, transformer 4 x 128).
+* "hsivar-tiny": test configuration.
 
 ``residual=True`` (output = degraded cube + decoder output, see HSIVAR) is available as a
 model override; no preset uses it (warm-starting the shipped weights with it, the decoder's
 output conv zeroed, had not started to denoise after 1000 CPU steps).
-* "hsivar-tiny": test configuration.
 """
 from hsirestore.registry import ModelSpec, register_model
 

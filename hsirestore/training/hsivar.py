@@ -219,6 +219,9 @@ def _init_stage2(model, init: Path, cfg, log) -> None:
         except RuntimeError as e:
             raise OptionError(f"{init} does not fit {cfg.preset}: {str(e).splitlines()[0]}") from e
         was_residual = bool((meta.get("config") or {}).get("residual", False))
+        if was_residual and not model.residual:
+            raise OptionError(f"{init} is a residual model; train it with the same "
+                              "model override (residual=True)")
         if model.residual and not was_residual:
             torch.nn.init.zeros_(model.decoder.conv_out.weight)
             torch.nn.init.zeros_(model.decoder.conv_out.bias)
@@ -385,7 +388,8 @@ def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
         "training_data": "CAVE train split (20 scenes, 31 bands 400-700 nm); "
                          f"{cfg['patch']}x{cfg['patch']} crops, batch {cfg['batch_size']}, "
                          f"random degradations (up to {cfg['max_mix']} mixed types)",
-        "training": {k: cfg[k] for k in ("steps", "lr", "w_ce", "w_align", "w_pix", "seed")},
+        "training": {**{k: cfg[k] for k in ("steps", "lr", "w_ce", "w_align", "w_pix", "seed")},
+                     **({"init": cfg["init"]} if cfg.get("init") else {})},
         "steps": ck["step"],
         "val_metrics": {**ck.get("last", {}).get("val", {}),
                         "protocol": "CAVE val scenes, 64x64 centre crops, per-band PSNR (peak 1) "

@@ -199,6 +199,8 @@ class Trainer:
             raise OptionError(f"--init-weights {cfg.init_weights}: file not found")
         if cfg.w_consistency < 0:
             raise OptionError(f"--w-consistency must be >= 0; got {cfg.w_consistency}")
+        if cfg.w_consistency and cfg.stage != 2:
+            raise OptionError("--w-consistency is a stage-2 loss")
         if cfg.stage == 2 and not cfg.init_weights and not (self.out / "stage1.pt").exists():
             raise ModelError(f"stage 2 needs the stage-1 checkpoint {self.out / 'stage1.pt'}; "
                              "run --stage 1 first (or pass --init-weights)")
@@ -234,8 +236,9 @@ class Trainer:
                 from hsirestore.weights import load_state_dict
 
                 state, meta = load_state_dict(cfg.init_weights)
-                if meta.get("model", cfg.preset) != cfg.preset:
-                    raise ModelError(f"{cfg.init_weights} holds {meta['model']!r} weights, not {cfg.preset!r}")
+                name = meta.get("model", meta.get("preset", cfg.preset))
+                if name != cfg.preset:
+                    raise ModelError(f"{cfg.init_weights} holds {name!r} weights, not {cfg.preset!r}")
                 try:
                     self.model.load_state_dict({k: v.float() for k, v in state.items()})
                 except RuntimeError as e:
@@ -406,7 +409,8 @@ def export_weights(checkpoint, out_file=None, metrics: dict | None = None, note:
             f"and camspec cameras except {', '.join(HELDOUT_CAMERAS)} (p={cfg.get('p_camspec')}), "
             f"brightness x U{tuple(cfg.get('brightness', ()))}, "
             f"{cfg.get('patch')}x{cfg.get('patch')} patches, batch {cfg.get('batch_size')}"),
-        "training": {k: cfg.get(k) for k in ("steps", "lr", "warmup", "beta", "seed")},
+        "training": {k: cfg.get(k) for k in ("steps", "lr", "warmup", "beta", "seed", "init_weights",
+                                             "w_consistency") if cfg.get(k) or k == "steps"},
         "steps": int(ck["step"]),
         "val_metrics": metrics or {},
         "note": note,
