@@ -8,7 +8,7 @@ import torch
 from hsirestore.errors import HsiRestoreError, OptionError, ShapeError
 from hsirestore.inference.device import amp_dtype, autocast_context, resolve_device
 from hsirestore.inference.engine import TiledPredictor
-from hsirestore.inference.normalize import Scaling, fit_scaling
+from hsirestore.inference.normalize import fit_scaling
 from hsirestore.io.cube import ArraySink, ArraySource, Cube
 
 

@@ -1,10 +1,8 @@
-import json
-
 import numpy as np
 import pytest
 import torch
 
-from hsirestore.models.mcga import (GrayscaleAware, MCGA, charbonnier, count_parameters, quantize,
+from hsirestore.models.mcga import (GrayscaleAware, charbonnier, count_parameters, quantize,
                                     query_entropy)
 from hsirestore.registry import build_model, get_spec
 
