@@ -41,6 +41,7 @@ def train_cassi(
     seed: int = typer.Option(0, help="Random seed."),
     init_weights: Path = typer.Option(None, help="Start from these weights (e.g. weights/s2former-unfolded.safetensors)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
+    threads: int = typer.Option(0, help="CPU threads (0: cores - 1)."),
 ) -> None:
     from hsirestore.training.cassi import CassiTrainConfig, train
     from hsirestore.training.cave import shared_data_dir
@@ -50,11 +51,14 @@ def train_cassi(
         raise OptionError(f"training data not found under {data_dir} (expected cave/train and cassi/)")
     if patch % 8:
         raise OptionError("--patch must be a multiple of 8")
+    if threads < 0:
+        raise OptionError(f"--threads must be >= 0; got {threads}")
     cfg = CassiTrainConfig(preset=preset, out=str(out), steps=steps, batch_size=batch_size,
                            patch=patch, lr=lr, mask_aware=mask_aware, shot_noise=shot_noise,
                            max_minutes=max_minutes, val_every=val_every, log_every=log_every,
                            ckpt_minutes=ckpt_minutes, seed=seed,
-                           init_weights=str(init_weights) if init_weights else "", device=device)
+                           init_weights=str(init_weights) if init_weights else "", device=device,
+                           threads=threads)
     train(cfg, resume=resume, data_dir=data_dir, log=typer.echo)
 
 

@@ -38,7 +38,7 @@ def train_mcga(
     log_every: int = typer.Option(50, help="Log every N steps."),
     ckpt_every: int = typer.Option(500, help="Checkpoint every N steps (and every 5 minutes)."),
     seed: int = typer.Option(0, help="Random seed."),
-    threads: int = typer.Option(2, help="CPU threads for torch."),
+    threads: int = typer.Option(0, help="CPU threads for torch (0: cores - 1)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     init_weights: Path = typer.Option(None, help="Stage 2: fine-tune these exported weights (e.g. "
                                       "weights/mcga-compact.safetensors) instead of OUT/stage1.pt."),

@@ -63,6 +63,7 @@ class CassiTrainConfig:
     model_overrides: dict = field(default_factory=dict)
     init_weights: str = ""  # start from these weights (e.g. the shipped ones) unless resuming
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
+    threads: int = 0  # torch CPU threads; 0: cores - 1 (at least 1, at most 8)
 
 
 def _load_mask(path: Path) -> np.ndarray:
@@ -179,7 +180,9 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
     """Run (or resume) training; returns the last validation metrics."""
     from hsirestore.registry import build_model
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # one thread fewer than the cores: two OpenMP threads sharing a busy 2-core machine
+    # with another job spin-wait and train about 8x slower than one thread
+    torch.set_num_threads(cfg.threads or max(1, min(8, (os.cpu_count() or 2) - 1)))
     data_dir = data_dir or shared_data_dir()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

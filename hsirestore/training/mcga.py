@@ -67,7 +67,7 @@ class TrainConfig:
     log_every: int = 50
     max_minutes: float | None = None
     seed: int = 0
-    threads: int = 2
+    threads: int = 0  # torch CPU threads; 0: cores - 1 (at least 1, at most 8)
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
     init_weights: str = ""  # stage 2: start from these full-model weights instead of OUT/stage1.pt
     w_consistency: float = 0.0  # stage 2: weight of the loss on the RGB-consistent projection
@@ -209,7 +209,9 @@ class Trainer:
                               "continue it or use another --out")
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
-        torch.set_num_threads(cfg.threads)
+        if cfg.threads < 0:
+            raise OptionError(f"--threads must be >= 0; got {cfg.threads}")
+        torch.set_num_threads(cfg.threads or max(1, min(8, (os.cpu_count() or 2) - 1)))
         self.rng = np.random.default_rng(cfg.seed)
         self.model = build_model(cfg.preset, beta=cfg.beta)
         if cubes is None:
