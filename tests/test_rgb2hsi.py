@@ -156,6 +156,11 @@ def test_consistency_projection_renders_back_to_the_input(tmp_path, monkeypatch)
 
     cam = _camera_csv(tmp_path)
     wl, resp = load_camera_response(cam)
+    # --camera converts into the NTIRE camera's space: a synthetic stand-in for that file
+    data = tmp_path / "data"
+    (data / "camera").mkdir(parents=True)
+    (data / "camera" / "ntire2022_rgb_qe.csv").write_text(cam.read_text())
+    monkeypatch.setenv("HSIRESTORE_DATA", str(data))
     rgb = _rgb() * 0.8
     rgb[:, 0, 0] = (1.0, 0.5, 0.2)  # saturated red channel: left as predicted
     plain = RgbToHsi(method="poly", camera=cam).predict(rgb).data
@@ -166,7 +171,7 @@ def test_consistency_projection_renders_back_to_the_input(tmp_path, monkeypatch)
     back = render_rgb(out, WAVELENGTHS, wl, resp, clip=False)
     inside = (out > 0).all(0)  # clipping to >= 0 may break exactness elsewhere
     inside[0, 0] = False
-    assert inside.mean() > 0.5
+    assert inside.mean() > 0.2
     np.testing.assert_allclose(back[:, inside], rgb[:, inside], atol=1e-4)
     np.testing.assert_array_equal(out[:, 0, 0], plain[:, 0, 0])
     # the projection is the least-squares correction: it does not move consistent spectra
