@@ -259,9 +259,13 @@ class RgbToHsi:
         self.spec = spec
 
     def _consistency_response(self) -> np.ndarray:
-        """R (3, 31) of the input's camera: the --camera CSV, else the NTIRE 2022 response."""
+        """R (3, 31) of the input's camera: the --camera CSV, else the NTIRE 2022 response
+        (read once per camera)."""
         from hsirestore.physics.rgb import load_camera_response, sample_response
 
+        cache = self.__dict__.setdefault("_responses", {})
+        if self.camera in cache:
+            return cache[self.camera]
         if self.camera is not None:
             wl, resp = load_camera_response(self.camera)
         else:
@@ -271,7 +275,8 @@ class RgbToHsi:
                 raise ModelError("--consistency needs the camera response: pass --camera FILE.csv, "
                                  "or set HSIRESTORE_DATA to the folder holding "
                                  "camera/ntire2022_rgb_qe.csv") from None
-        return sample_response(WAVELENGTHS, wl, resp)
+        cache[self.camera] = sample_response(WAVELENGTHS, wl, resp)
+        return cache[self.camera]
 
     def describe(self) -> str:
         if self.method == "poly":
