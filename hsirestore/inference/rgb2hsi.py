@@ -217,6 +217,7 @@ class RgbToHsi:
         if self.camera is not None and not self.camera.exists():
             raise OptionError(f"--camera {self.camera}: file not found")
         self.consistency = bool(consistency)
+        self._responses: dict = {}  # camera path (None: NTIRE) -> R (3, 31)
         if self.consistency:
             self._consistency_response()  # fail early when the response is missing
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
@@ -263,7 +264,7 @@ class RgbToHsi:
         (read once per camera)."""
         from hsirestore.physics.rgb import load_camera_response, sample_response
 
-        cache = self.__dict__.setdefault("_responses", {})
+        cache = self._responses
         if self.camera in cache:
             return cache[self.camera]
         if self.camera is not None:
