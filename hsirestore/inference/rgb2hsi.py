@@ -287,23 +287,20 @@ class RgbToHsi:
                                       if self.tta else "")
         return name + (" + RGB consistency" if self.consistency else "")
 
+    def _linear(self, rgb) -> tuple[np.ndarray, np.ndarray | None]:
+        """Checked, linearised (3, H, W) float32 as the camera saw it, and the valid mask."""
+        x, valid = check_rgb(rgb)
+        return (srgb_to_linear(x) if self.srgb else x), valid
+
     def prepare(self, rgb) -> tuple[np.ndarray, np.ndarray | None]:
         """Checked, linearised, camera-converted (3, H, W) float32 and the valid mask."""
-        x, valid = check_rgb(rgb)
-        if self.srgb:
-            x = srgb_to_linear(x)
-        if self.camera is not None:
-            x = convert_camera(x, self.camera)
-        return x, valid
+        x, valid = self._linear(rgb)
+        return (convert_camera(x, self.camera) if self.camera is not None else x), valid
 
     def predict(self, rgb) -> Cube:
         """rgb: Cube or array (3, H, W) in [0, 1] -> Cube (31, H, W), 400..700 nm."""
-        x, valid = self.prepare(rgb)
-        seen = None
-        if self.consistency:  # the RGB the camera saw (before any conversion)
-            seen, _ = check_rgb(rgb)
-            if self.srgb:
-                seen = srgb_to_linear(seen)
+        seen, valid = self._linear(rgb)  # the RGB the camera saw (before any conversion)
+        x = convert_camera(seen, self.camera) if self.camera is not None else seen
         if self.method == "poly":
             out = self.poly.predict(x)
             if valid is not None:
@@ -311,8 +308,7 @@ class RgbToHsi:
         else:
             out = self._predict_mcga(x, valid)
         if self.consistency:
-            out = project_to_rgb(out, seen if self.camera is not None else x,
-                                 self._consistency_response())
+            out = project_to_rgb(out, seen, self._consistency_response())
         attrs = {"method": self.describe(), "input_space": "sRGB-linearised" if self.srgb else "linear"}
         if self.camera is not None:
             attrs["camera"] = str(self.camera)
