@@ -210,7 +210,8 @@ def test_stage2_fine_tuning_from_weights_with_consistency_loss(tmp_path):
     save_state_dict(model.state_dict(), w, metadata={"model": "mcga-tiny"})
     common = dict(preset="mcga-tiny", batch_size=4, patch=16, lr=3e-3, warmup=1, log_every=5,
                   ckpt_every=1000, threads=1)
-    tr = Trainer(TrainConfig(stage=2, steps=10, init_weights=str(w), w_consistency=1.0, **common),
+    tr = Trainer(TrainConfig(stage=2, steps=10, init_weights=str(w), w_consistency=1.0, w_mrae=0.5,
+                             **common),
                  tmp_path / "ft", cubes=cubes, synthetic=synth, cameras=(cam, []))
     before = {k: v.clone() for k, v in tr.model.state_dict().items()}
     r = tr.run(echo=lambda s: None)
@@ -221,3 +222,18 @@ def test_stage2_fine_tuning_from_weights_with_consistency_loss(tmp_path):
     with pytest.raises(OptionError, match="--init-weights"):
         Trainer(TrainConfig(stage=1, steps=1, init_weights=str(w), **common), tmp_path / "x",
                 cubes=cubes, synthetic=synth)
+    with pytest.raises(OptionError, match="--w-mrae"):
+        Trainer(TrainConfig(stage=2, steps=1, init_weights=str(w), w_mrae=-1.0, **common),
+                tmp_path / "y", cubes=cubes, synthetic=synth)
+
+
+def test_relative_error_loss_weighs_dark_pixels_more():
+    from hsirestore.training.mcga import relative_error
+
+    ref = torch.tensor([[[[0.5, 0.05]]]])
+    # the same absolute error costs 10x / (ref + 0.01) more on the darker pixel
+    dark = relative_error(ref + torch.tensor([[[[0.0, 0.02]]]]), ref)
+    bright = relative_error(ref + torch.tensor([[[[0.02, 0.0]]]]), ref)
+    assert float(dark) == pytest.approx(0.5 * 0.02 / 0.06, rel=1e-5)
+    assert float(bright) == pytest.approx(0.5 * 0.02 / 0.51, rel=1e-5)
+    assert float(relative_error(ref, ref)) == 0.0

@@ -44,6 +44,8 @@ def train_mcga(
                                       "weights/mcga-compact.safetensors) instead of OUT/stage1.pt."),
     w_consistency: float = typer.Option(0.0, help="Stage 2: weight of the loss on the output "
                                         "projected onto the input RGB (for rgb2hsi --consistency)."),
+    w_mrae: float = typer.Option(0.0, help="Stage 2: weight of a relative-error (MRAE) loss term "
+                                 "on the output (and its projection), which weighs dark pixels more."),
 ) -> None:
     from hsirestore.training.mcga import TrainConfig, Trainer
 
@@ -51,7 +53,7 @@ def train_mcga(
                       lr=lr, warmup=warmup, log_every=log_every, ckpt_every=ckpt_every, max_minutes=max_minutes,
                       seed=seed, threads=threads, device=device,
                       init_weights=str(init_weights) if init_weights else "",
-                      w_consistency=w_consistency)
+                      w_consistency=w_consistency, w_mrae=w_mrae)
     result = Trainer(cfg, out, resume=resume).run(echo=typer.echo)
     typer.echo(json.dumps(result))
 

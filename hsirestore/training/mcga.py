@@ -15,7 +15,9 @@ Stage 2 (``init_weights``: fine-tune the GANet of an exported model instead of s
 from OUT/stage1.pt; ``w_consistency`` > 0 adds w * Charbonnier(projection of the output onto
 the spectra that render exactly to the input RGB through the sample's camera, HSI), which
 trains the part of the spectrum the camera cannot see for use with ``rgb2hsi
---consistency`` while the plain loss keeps the raw output usable): the MoC and stage-1 decoder are frozen; RGB is rendered from the HSI patch through
+--consistency`` while the plain loss keeps the raw output usable; ``w_mrae`` > 0 adds
+w * mean(|out - hsi| / (hsi + 0.01)) on the output (and on the projection), the NTIRE MRAE
+criterion that weighs dark pixels more than the Charbonnier loss does): the MoC and stage-1 decoder are frozen; RGB is rendered from the HSI patch through
 the NTIRE 2022 response or (probability ``p_camspec``) a camspec camera other than the held
 out one(s) (``HELDOUT_CAMERAS``: Nokia_N900, kept for the unseen-camera test), after a
 brightness change x U(0.4, 1.2) applied to the cube (so RGB and target stay consistent);
@@ -71,7 +73,14 @@ class TrainConfig:
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
     init_weights: str = ""  # stage 2: start from these full-model weights instead of OUT/stage1.pt
     w_consistency: float = 0.0  # stage 2: weight of the loss on the RGB-consistent projection
+    w_mrae: float = 0.0  # stage 2: weight of the relative-error (MRAE) loss term
     extra: dict = field(default_factory=dict)
+
+
+def relative_error(pred: torch.Tensor, ref: torch.Tensor, eps: float = 0.01) -> torch.Tensor:
+    """Mean |pred - ref| / (ref + eps) over (B, C, H, W) tensors (differentiable MRAE; eps keeps
+    near-black pixels from dominating)."""
+    return ((pred - ref).abs() / (ref.clamp_min(0) + eps)).mean()
 
 
 # ---------------------------------------------------------------------- data
@@ -201,6 +210,10 @@ class Trainer:
             raise OptionError(f"--w-consistency must be >= 0; got {cfg.w_consistency}")
         if cfg.w_consistency and cfg.stage != 2:
             raise OptionError("--w-consistency is a stage-2 loss")
+        if cfg.w_mrae < 0:
+            raise OptionError(f"--w-mrae must be >= 0; got {cfg.w_mrae}")
+        if cfg.w_mrae and cfg.stage != 2:
+            raise OptionError("--w-mrae is a stage-2 loss")
         if cfg.stage == 2 and not cfg.init_weights and not (self.out / "stage1.pt").exists():
             raise ModelError(f"stage 2 needs the stage-1 checkpoint {self.out / 'stage1.pt'}; "
                              "run --stage 1 first (or pass --init-weights)")
@@ -320,11 +333,14 @@ class Trainer:
     def _stage2_step(self) -> dict:
         rgb, hsi = self._stage2_batch()
         self.model.train()
-        if self.cfg.w_consistency > 0:
+        cfg = self.cfg
+        if cfg.w_consistency > 0 or cfg.w_mrae > 0:
             out, _, vq = self.model._run(rgb)
-            proj = project_batch(out, rgb, self._last_resp)
-            loss = (charbonnier(out, hsi) + self.model.vq.beta * vq
-                    + self.cfg.w_consistency * charbonnier(proj, hsi))
+            loss = charbonnier(out, hsi) + self.model.vq.beta * vq + cfg.w_mrae * relative_error(out, hsi)
+            if cfg.w_consistency > 0:
+                proj = project_batch(out, rgb, self._last_resp)
+                loss = loss + cfg.w_consistency * (charbonnier(proj, hsi)
+                                                   + cfg.w_mrae * relative_error(proj, hsi))
         else:
             loss = self.model.stage2_loss(rgb, hsi)
         self.opt.zero_grad(set_to_none=True)
@@ -412,7 +428,7 @@ def export_weights(checkpoint, out_file=None, metrics: dict | None = None, note:
             f"brightness x U{tuple(cfg.get('brightness', ()))}, "
             f"{cfg.get('patch')}x{cfg.get('patch')} patches, batch {cfg.get('batch_size')}"),
         "training": {k: cfg.get(k) for k in ("steps", "lr", "warmup", "beta", "seed", "init_weights",
-                                             "w_consistency") if cfg.get(k) or k == "steps"},
+                                             "w_consistency", "w_mrae") if cfg.get(k) or k == "steps"},
         "steps": int(ck["step"]),
         "val_metrics": metrics or {},
         "note": note,
