@@ -81,6 +81,28 @@ def cast_for_writing(data: np.ndarray, dtype: str | None) -> np.ndarray:
     raise FormatError(f"cannot write data type {dtype}")
 
 
+def invalid_fill(nodata: float | None, dtype) -> float | None:
+    """The value written for invalid pixels: the cube's nodata when it has one, else NaN for
+    float outputs (None: keep NaN) and 0 for integer outputs (which cannot hold NaN)."""
+    if nodata is not None:
+        return float(nodata)
+    return 0.0 if np.dtype(dtype).kind in "ui" else None
+
+
+def fill_invalid(data: np.ndarray, fill: float | None, valid: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(bands, h, w) float data with every invalid pixel -- ``valid`` False or a non-finite
+    value in any band -- set to ``fill`` in all bands (NaN when ``fill`` is None), plus the
+    (h, w) bool mask of those pixels. The input array is never modified."""
+    bad = ~np.isfinite(data).all(axis=0)
+    if valid is not None:
+        bad |= ~np.asarray(valid, bool)
+    if bad.any():
+        data = np.array(data, dtype=np.float32)
+        data[:, bad] = np.float32(np.nan if fill is None else fill)
+    return data, bad
+
+
 #: Cube.attrs keys that describe how a file was read, not what was done to the data
 _READER_KEYS = frozenset({"dataset", "variable", "mat_version", "tiff", "description",
                           "stored_dtype", "scale"})

@@ -15,7 +15,7 @@ import numpy as np
 
 from hsirestore.errors import FormatError
 from hsirestore.io.atomic import atomic_paths
-from hsirestore.io.common import cast_for_writing, clean, provenance
+from hsirestore.io.common import cast_for_writing, clean, fill_invalid, invalid_fill, provenance
 from hsirestore.io.cube import Cube
 
 ENVI_DTYPES = {1: "u1", 2: "i2", 3: "i4", 4: "f4", 5: "f8", 12: "u2", 13: "u4", 14: "i8", 15: "u8"}
@@ -245,10 +245,8 @@ def envi_paths(path: Path) -> tuple[Path, Path]:
 
 def write_envi(cube: Cube, path, force: bool = False, dtype: str | None = None) -> list[Path]:
     hdr, dat = envi_paths(path)
-    arr = cast_for_writing(cube.data, dtype)
-    if cube.valid is not None and cube.nodata is not None:
-        arr = arr.copy()
-        arr[:, ~cube.valid] = np.asarray(cube.nodata, dtype=arr.dtype)
+    data, _ = fill_invalid(cube.data, invalid_fill(cube.nodata, dtype or "float32"), cube.valid)
+    arr = cast_for_writing(data, dtype)
     with atomic_paths([hdr, dat], force=force) as (thdr, tdat):
         arr.astype(arr.dtype.newbyteorder("<"), copy=False).tofile(tdat)
         thdr.write_text(header_text(cube, cube.shape, arr.dtype))
@@ -256,7 +254,9 @@ def write_envi(cube: Cube, path, force: bool = False, dtype: str | None = None) 
 
 
 class EnviSink:
-    """Incremental BSQ writer (memory map on a temporary file, renamed on commit)."""
+    """Incremental BSQ writer (memory map on a temporary file, renamed on commit). Pixels with
+    a non-finite value in any band are written as the nodata value (NaN in float files
+    without one, 0 in integer files without one)."""
 
     def __init__(self, path, meta: Cube, shape, force: bool = False, dtype: str | None = None):
         from hsirestore.io.atomic import check_writable
@@ -270,8 +270,10 @@ class EnviSink:
         self.tmp_dat = self.dat.with_name(f".{self.dat.name}.{os.getpid()}.tmp")
         self.tmp_hdr = self.hdr.with_name(f".{self.hdr.name}.{os.getpid()}.tmp")
         self.mm = np.memmap(self.tmp_dat, dtype=self.dtype.newbyteorder("<"), mode="w+", shape=self.shape)
+        self._fill = invalid_fill(meta.nodata, self.dtype)
 
     def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
+        block, _ = fill_invalid(block, self._fill)
         b, h, w = block.shape
         for b0 in range(0, b, _CHUNK):
             self.mm[b0 : b0 + _CHUNK, r0 : r0 + h, c0 : c0 + w] = cast_for_writing(

@@ -10,7 +10,8 @@ import numpy as np
 
 from hsirestore.errors import FormatError
 from hsirestore.io.atomic import atomic_paths, check_writable
-from hsirestore.io.common import cast_for_writing, clean, provenance, to_bands_first
+from hsirestore.io.common import (cast_for_writing, clean, fill_invalid, invalid_fill, provenance,
+                                  to_bands_first)
 from hsirestore.io.cube import Cube
 
 
@@ -57,9 +58,16 @@ class GeoTiffFile:
         self.meta = _meta_from_dataset(self.ds)
 
     def window(self, r0, r1, c0, c1) -> np.ndarray:
+        """float32 (bands, r1 - r0, c1 - c0); pixels masked out by a GDAL dataset mask read as
+        NaN (invalid)."""
+        from rasterio.enums import MaskFlags
         from rasterio.windows import Window
 
-        return self.ds.read(window=Window(c0, r0, c1 - c0, r1 - r0)).astype(np.float32)
+        win = Window(c0, r0, c1 - c0, r1 - r0)
+        data = self.ds.read(window=win).astype(np.float32)
+        if MaskFlags.per_dataset in self.ds.mask_flag_enums[0] and self.ds.nodata is None:
+            data[:, self.ds.dataset_mask(window=win) == 0] = np.nan
+        return data
 
     def close(self):
         self.ds.close()
@@ -131,21 +139,23 @@ def write_geotiff(cube: Cube, path, force: bool = False, dtype: str | None = Non
     import rasterio
 
     path = Path(path)
-    arr = cast_for_writing(cube.data, dtype)
-    if cube.valid is not None and cube.nodata is not None:
-        arr = arr.copy()
-        arr[:, ~cube.valid] = np.asarray(cube.nodata, dtype=arr.dtype)
+    data, bad = fill_invalid(cube.data, invalid_fill(cube.nodata, dtype or "float32"), cube.valid)
+    arr = cast_for_writing(data, dtype)
     with atomic_paths([path], force=force) as (tmp,):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with rasterio.open(tmp, "w", **_profile(cube, cube.shape, arr.dtype)) as ds:
                 ds.write(arr)
+                if cube.nodata is None and bad.any():
+                    ds.write_mask(np.where(bad, 0, 255).astype(np.uint8))
                 _tag(ds, cube)
     return [path]
 
 
 class GeoTiffSink:
-    """Incremental windowed GeoTIFF writer (temporary file, renamed on commit)."""
+    """Incremental windowed GeoTIFF writer (temporary file, renamed on commit). Pixels with a
+    non-finite value in any band are written as the nodata value, or, without one, as NaN
+    (float) / 0 (integer) and flagged in the GDAL dataset mask."""
 
     def __init__(self, path, meta: Cube, shape, force: bool = False, dtype: str | None = None):
         import rasterio
@@ -160,12 +170,24 @@ class GeoTiffSink:
             warnings.simplefilter("ignore")
             self.ds = rasterio.open(self.tmp, "w", **_profile(meta, self.shape, self.dtype))
         self.meta = meta
+        self._fill = invalid_fill(meta.nodata, self.dtype)
+        self._masked = False  # whether the dataset mask has been created
 
     def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
         from rasterio.windows import Window
 
+        block, bad = fill_invalid(block, self._fill)
         b, h, w = block.shape
-        self.ds.write(cast_for_writing(block, self.dtype.name), window=Window(c0, r0, w, h))
+        win = Window(c0, r0, w, h)
+        self.ds.write(cast_for_writing(block, self.dtype.name), window=win)
+        if self.meta.nodata is None and (bad.any() or self._masked):
+            if not self._masked:  # mark the whole image valid first, in strips
+                rows, cols = self.shape[1:]
+                for s0 in range(0, rows, 1024):
+                    n = min(1024, rows - s0)
+                    self.ds.write_mask(np.full((n, cols), 255, np.uint8), window=Window(0, s0, cols, n))
+                self._masked = True
+            self.ds.write_mask(np.where(bad, 0, 255).astype(np.uint8), window=win)
 
     def commit(self) -> None:
         from hsirestore.errors import OutputExistsError

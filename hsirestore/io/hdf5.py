@@ -26,7 +26,7 @@ import numpy as np
 
 from hsirestore.errors import AmbiguousInputError, FormatError, OutputError, OutputExistsError, ShapeError
 from hsirestore.io.atomic import atomic_paths, check_writable
-from hsirestore.io.common import band_layout, cast_for_writing, clean
+from hsirestore.io.common import band_layout, cast_for_writing, clean, fill_invalid, invalid_fill
 from hsirestore.io.cube import Cube
 
 WL_KEYS = ("wavelength", "wavelengths", "wavelength_nm")
@@ -320,7 +320,7 @@ class Hdf5Sink:
         n_band_chunks = -(-bands // self.chunks[0])
         cache = min(self._CACHE_CAP, max(8 << 20, 2 * n_col_chunks * n_band_chunks * chunk_bytes))
         # the value written for invalid pixels (None: leave NaN/Inf as they are)
-        self._fill = meta.nodata if meta.nodata is not None else (0.0 if self.dtype.kind in "ui" else None)
+        self._fill = invalid_fill(meta.nodata, self.dtype)
         self._vkey = _valid_key(self.key)
         self._valid = None
         self.tmp: Path | None = None
@@ -362,11 +362,8 @@ class Hdf5Sink:
             raise ShapeError(f"block of shape {block.shape} at ({r0}, {c0}) does not fit a cube of "
                              f"shape {self.shape}")
         _, h, w = block.shape
-        bad = ~np.isfinite(block).all(axis=0)
+        block, bad = fill_invalid(block, self._fill)  # never modifies the caller's array
         if bad.any():
-            if self._fill is not None:
-                block = np.array(block, dtype=np.float32)  # never modify the caller's array
-                block[:, bad] = self._fill
             if self._vkey is not None:
                 if self._valid is None:
                     self._create_valid()
