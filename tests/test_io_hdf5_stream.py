@@ -290,3 +290,19 @@ def test_real_cave_scene_windows(shared_data):
         assert src.meta.source_dtype == whole.source_dtype and src.meta.attrs == whole.attrs
     finally:
         src.close()
+
+
+def test_sink_commit_failure_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import hsirestore.io.hdf5 as h5mod
+
+    data = np.ones((2, 5, 6), np.float32)
+    sink = create_cube(tmp_path / "x.h5", _meta(2), data.shape)
+    sink.write_window(0, 0, data)
+
+    def boom(ds, meta):
+        raise ValueError("attribute trouble")
+
+    monkeypatch.setattr(h5mod, "_write_attrs", boom)
+    with pytest.raises(ValueError, match="attribute trouble"):
+        sink.commit()
+    assert list(tmp_path.iterdir()) == []

@@ -383,6 +383,9 @@ class Hdf5Sink:
         except OSError as e:
             self.abort()
             raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from e
+        except BaseException:  # any other failure (or Ctrl-C) leaves no temporary file behind
+            self.abort()
+            raise
 
     def abort(self) -> None:
         """Close and remove the temporary file (the target is left as it was)."""
