@@ -1,11 +1,13 @@
 """Round-trip, format detection, ENVI variants and bad-input errors for hsirestore.io."""
 import hashlib
 
+import h5py
 import numpy as np
 import pytest
 
 from hsirestore.errors import AmbiguousInputError, FormatError, OutputError, OutputExistsError
 from hsirestore.io import Cube, create_cube, detect_format, open_cube, read_cube, read_rgb, write_cube, write_rgb
+from hsirestore.io.cube import ArraySource
 
 WKT_EPSG = "EPSG:32633"
 
@@ -146,7 +148,6 @@ def test_detect_format(tmp_path):
 
 
 def test_mat_variants_and_ambiguity(tmp_path):
-    import h5py
     import scipy.io
 
     a = np.random.default_rng(0).random((8, 9, 3)).astype(np.float32)  # rows, cols, bands
@@ -173,8 +174,6 @@ def test_mat_variants_and_ambiguity(tmp_path):
 
 
 def test_hdf5_cave_layout_and_dataset_path(tmp_path):
-    import h5py
-
     raw = (np.arange(3 * 4 * 5).reshape(3, 4, 5) * 60).astype(np.uint16)
     with h5py.File(tmp_path / "cave.h5", "w") as f:
         f["cube"] = raw
@@ -281,3 +280,45 @@ def test_processing_notes_kept_in_envi_and_geotiff(tmp_path):
         tags = ds.tags()
     assert tags["hsirestore_restoration"] == "noise:sigma=30"
     assert "hsirestore_dataset" not in tags and "hsirestore_flag" not in tags
+
+
+def _write_v73(path, **variables):
+    """A MATLAB v7.3 file: each MATLAB-order array is stored transposed, as MATLAB does."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        for k, v in variables.items():
+            f.create_dataset(k, data=np.asarray(v).T)
+    with open(path, "r+b") as fh:
+        fh.write(b"MATLAB 7.3 MAT-file".ljust(116) + b"\0" * 8 + b"\x00\x02IM")
+
+
+@pytest.mark.parametrize("order", ["bands-last", "bands-first", "2-D"])
+def test_mat_v73_is_read_by_windows(tmp_path, order):
+    from hsirestore.io.matfile import list_variables
+
+    rng = np.random.default_rng(2)
+    cube = rng.random((5, 13, 17), dtype=np.float32)  # (bands, rows, cols)
+    matlab = {"bands-last": np.moveaxis(cube, 0, -1), "bands-first": cube, "2-D": cube[0]}[order]
+    wl = np.linspace(400, 800, 5)
+    _write_v73(tmp_path / "c.mat", cube=matlab, wavelength=wl[None, :])
+    assert list_variables(tmp_path / "c.mat")["cube"] == matlab.shape
+    expect = cube[:1] if order == "2-D" else cube
+    whole = read_cube(tmp_path / "c.mat")
+    np.testing.assert_array_equal(whole.data, expect)
+    assert whole.attrs["mat_version"] == "7.3"
+    src = open_cube(tmp_path / "c.mat")
+    try:
+        assert src.shape == expect.shape and not isinstance(src, ArraySource)
+        np.testing.assert_array_equal(src.read_window(2, 9, 3, 11), expect[:, 2:9, 3:11])
+        if order != "2-D":
+            np.testing.assert_allclose(src.meta.wavelengths, wl)
+    finally:
+        src.close()
+
+
+def test_mat_v73_errors(tmp_path):
+    _write_v73(tmp_path / "two.mat", a=np.ones((4, 5, 3)), b=np.ones((4, 5, 3)))
+    with pytest.raises(AmbiguousInputError, match="--var"):
+        read_cube(tmp_path / "two.mat")
+    with pytest.raises(FormatError, match="no variable 'c'"):
+        read_cube(tmp_path / "two.mat", var="c")
+    np.testing.assert_array_equal(read_cube(tmp_path / "two.mat", var="b").data, np.ones((3, 4, 5)))

@@ -135,8 +135,8 @@ def _restore_cmd(
     keep_observed: str = typer.Option("auto", help="Return non-zero input values unchanged: auto (when "
                                       "every type is inpaint, band-missing or deadlines), on, off."),
     stream: bool = typer.Option(False, help="Bounded memory: read and write tile by tile (ENVI, "
-                                "GeoTIFF and HDF5 window I/O; .mat and TIFF page stacks are "
-                                "buffered in memory)."),
+                                "GeoTIFF and HDF5 window I/O, .mat v7.3 windowed reads; .mat "
+                                "outputs and TIFF page stacks are buffered in memory)."),
     preview: bool = typer.Option(False, help="Write a false-colour OUTPUT_preview.png beside each output."),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
     summary: Path = typer.Option(None, help="Also append the JSON lines to this file."),

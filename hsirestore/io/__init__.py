@@ -137,8 +137,8 @@ class _FileSource:
 
 def open_cube(path, *, var: str | None = None, layout: str | None = None) -> CubeSource:
     """A window reader: memory-mapped for ENVI, rasterio windows for GeoTIFF, dataset slices
-    for HDF5 (pixels its ``valid`` dataset marks invalid read as NaN), in-memory else (.mat,
-    TIFF page stacks, RGB).
+    for HDF5 (pixels its ``valid`` dataset marks invalid read as NaN) and MATLAB v7.3,
+    in-memory else (.mat v5, TIFF page stacks, RGB).
 
     NaN/Inf in windows are returned as they are in the file; predictors fill them.
     """
@@ -159,6 +159,12 @@ def open_cube(path, *, var: str | None = None, layout: str | None = None) -> Cub
 
         f = Hdf5File(path, var, layout)
         return _FileSource(f, f.meta, f.shape)
+    if fmt == "mat":
+        from hsirestore.io.matfile import MatV73File, _is_v73
+
+        if _is_v73(Path(path)):
+            f = MatV73File(path, var, layout)
+            return _FileSource(f, f.meta, f.shape)
     return ArraySource(read_cube(path, var=var, layout=layout))
 
 

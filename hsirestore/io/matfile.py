@@ -1,4 +1,5 @@
-"""MATLAB .mat files: v5 through scipy.io, v7.3 (HDF5-based) through h5py (axes reversed).
+"""MATLAB .mat files: v5 through scipy.io (read whole), v7.3 (HDF5-based) through h5py, read
+window by window (axes reversed: :class:`MatV73File`).
 
 The cube variable is found automatically when the file holds exactly one 3-D numeric array
 (or, failing that, exactly one 2-D array, e.g. CASSI masks and measurements); otherwise it
@@ -14,7 +15,7 @@ import numpy as np
 
 from hsirestore.errors import AmbiguousInputError, FormatError
 from hsirestore.io.atomic import atomic_paths
-from hsirestore.io.common import cast_for_writing, clean, to_bands_first
+from hsirestore.io.common import band_layout, cast_for_writing, clean, to_bands_first
 from hsirestore.io.cube import Cube
 
 WAVELENGTH_NAMES = ("wavelength", "wavelengths", "wavelength_nm", "wl", "bands")
@@ -22,47 +23,69 @@ PREFERRED = ("cube", "img", "rad", "data", "meas_real", "meas", "mask", "hsi", "
 LAYOUT_VAR = "hsirestore_layout"
 
 
-def _variables(path: Path) -> tuple[dict[str, np.ndarray], bool]:
-    """(name -> array (MATLAB axis order), is_v73)."""
+def _is_v73(path: Path) -> bool:
+    """True for an HDF5-based (v7.3) .mat file, False for v4/v5 (raises FormatError when the
+    file is neither)."""
+    import h5py
+
+    if not path.is_file():
+        raise FormatError(f"{path}: file not found")
+    return bool(h5py.is_hdf5(str(path)))
+
+
+def _variables_v5(path: Path) -> dict[str, np.ndarray]:
+    """name -> array (MATLAB axis order) of a v4/v5 file (read whole by scipy)."""
     import scipy.io as sio
 
     try:
         raw = sio.loadmat(str(path))
-        return {k: v for k, v in raw.items() if not k.startswith("__")}, False
-    except NotImplementedError:
-        pass  # v7.3
     except Exception as e:
         raise FormatError(f"{path}: not a readable MATLAB file ({e})") from e
+    return {k: v for k, v in raw.items() if not k.startswith("__")}
+
+
+def _datasets_v73(f) -> dict:
+    """name -> h5py.Dataset of an open v7.3 file (values not read; MATLAB's internal
+    ``#refs#``/``#subsystem#`` groups skipped)."""
     import h5py
 
     out = {}
-    try:
-        with h5py.File(path, "r") as f:
-            def visit(name, obj):
-                if isinstance(obj, h5py.Dataset) and not name.startswith("#"):
-                    out[name] = np.asarray(obj[...]).T  # h5py sees MATLAB arrays reversed
-            f.visititems(visit)
-    except OSError as e:
-        raise FormatError(f"{path}: not a readable MATLAB file ({e})") from e
-    return out, True
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and not name.startswith("#"):
+            out[name] = obj
+    f.visititems(visit)
+    return out
+
+
+def _shape(v) -> tuple:
+    """The MATLAB shape of a v5 array or of a v7.3 dataset (h5py sees MATLAB arrays reversed)."""
+    return tuple(v.shape) if isinstance(v, np.ndarray) else tuple(v.shape[::-1])
 
 
 def list_variables(path) -> dict[str, tuple]:
-    return {k: v.shape for k, v in _variables(Path(path))[0].items()}
+    """name -> MATLAB shape, without reading v7.3 values."""
+    path = Path(path)
+    if _is_v73(path):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return {k: _shape(d) for k, d in _datasets_v73(f).items()}
+    return {k: v.shape for k, v in _variables_v5(path).items() if isinstance(v, np.ndarray)}
 
 
-def _pick(arrays: dict[str, np.ndarray], var: str | None, path: Path) -> str:
-    numeric = {k: v for k, v in arrays.items()
-               if isinstance(v, np.ndarray) and v.dtype.kind in "uifb" and v.ndim in (2, 3)
-               and min(v.shape) > 1}
-    described = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in arrays.items()
-                          if isinstance(v, np.ndarray)) or "(nothing)"
+def _pick(arrays: dict, var: str | None, path: Path) -> str:
+    """The cube variable among ``arrays`` (name -> ndarray or h5py.Dataset)."""
+    arrays = {k: v for k, v in arrays.items() if hasattr(v, "shape") and hasattr(v, "dtype")}
+    numeric = {k: _shape(v) for k, v in arrays.items()
+               if v.dtype.kind in "uifb" and len(v.shape) in (2, 3) and min(v.shape) > 1}
+    described = ", ".join(f"{k} {'x'.join(map(str, _shape(v)))}" for k, v in arrays.items()) or "(nothing)"
     if var is not None:
         if var not in arrays:
             raise FormatError(f"{path}: no variable {var!r}; the file holds: {described}")
         return var
     for ndim in (3, 2):
-        cands = [k for k, v in numeric.items() if v.ndim == ndim and k not in WAVELENGTH_NAMES]
+        cands = [k for k, shp in numeric.items() if len(shp) == ndim and k not in WAVELENGTH_NAMES]
         if len(cands) == 1:
             return cands[0]
         if len(cands) > 1:
@@ -71,30 +94,100 @@ def _pick(arrays: dict[str, np.ndarray], var: str | None, path: Path) -> str:
     raise FormatError(f"{path}: no 2-D or 3-D numeric array found; the file holds: {described}")
 
 
+def _layout_from_file(arrays: dict, layout: str | None) -> str | None:
+    if layout is None and LAYOUT_VAR in arrays:
+        v = np.asarray(arrays[LAYOUT_VAR][()])
+        return "".join(chr(int(c)) for c in np.ravel(v)) if v.dtype.kind in "ui" else str(np.ravel(v)[0])
+    return layout
+
+
+def _wavelengths(arrays: dict, bands: int) -> np.ndarray | None:
+    for wname in WAVELENGTH_NAMES:
+        if wname in arrays and int(np.prod(arrays[wname].shape)) == bands:
+            return np.ravel(np.asarray(arrays[wname][()])).astype(np.float64)
+    return None
+
+
+class MatV73File:
+    """Windowed reader over one variable of a v7.3 (HDF5) .mat file, kept open.
+
+    MATLAB stores arrays column-major, so h5py sees a (rows, cols, bands) variable as a
+    (bands, cols, rows) dataset; ``window()`` slices the dataset and transposes only the
+    window. ``shape`` is (bands, rows, cols); ``meta`` a Cube with the metadata and a
+    (bands, 1, 1) placeholder; windows are float32 with NaN/Inf as stored.
+    """
+
+    def __init__(self, path, var: str | None = None, layout: str | None = None):
+        import h5py
+
+        self.path = Path(path)
+        try:
+            self.f = h5py.File(self.path, "r")
+        except OSError as e:
+            raise FormatError(f"{self.path}: not a readable MATLAB file ({e})") from e
+        try:
+            arrays = _datasets_v73(self.f)
+            name = _pick(arrays, var, self.path)
+            ds = arrays[name]
+            if ds.dtype.kind not in "uifb":
+                raise FormatError(f"{self.path}: variable {name!r} is not numeric ({ds.dtype})")
+            mshape = _shape(ds)
+            self.order = band_layout(mshape, _layout_from_file(arrays, layout) if len(mshape) == 3 else None,
+                                     f"{self.path}:{name}")
+            if self.order == "2-D":
+                self.shape = (1, *mshape)
+            elif self.order == "bands-first":
+                self.shape = tuple(mshape)
+            else:
+                self.shape = (mshape[2], mshape[0], mshape[1])
+            self.shape = tuple(int(v) for v in self.shape)
+            wl = _wavelengths(arrays, self.shape[0])
+        except BaseException:
+            self.f.close()
+            raise
+        self.ds = ds
+        source_dtype = "float32" if ds.dtype == bool else ds.dtype.name
+        self.meta = Cube(np.zeros((self.shape[0], 1, 1), np.float32), wavelengths=wl,
+                         wavelength_units="nm" if wl is not None else None, source_dtype=source_dtype,
+                         attrs={"variable": name, "mat_version": "7.3"})
+
+    def window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """float32 (bands, r1 - r0, c1 - c0)."""
+        if self.order == "2-D":  # dataset (cols, rows)
+            out = self.ds[c0:c1, r0:r1].T[None]
+        elif self.order == "bands-last":  # dataset (bands, cols, rows)
+            out = self.ds[:, c0:c1, r0:r1].transpose(0, 2, 1)
+        else:  # MATLAB (bands, rows, cols) -> dataset (cols, rows, bands)
+            out = self.ds[c0:c1, r0:r1, :].transpose(2, 1, 0)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def close(self) -> None:
+        if self.f.id.valid:
+            self.f.close()
+
+
 def read_mat(path, var: str | None = None, layout: str | None = None) -> Cube:
     path = Path(path)
-    arrays, v73 = _variables(path)
+    if _is_v73(path):
+        f = MatV73File(path, var, layout)
+        try:
+            data, valid = clean(f.window(0, f.shape[1], 0, f.shape[2]), None)
+        finally:
+            f.close()
+        return f.meta.with_data(data, valid=valid)
+    arrays = _variables_v5(path)
     name = _pick(arrays, var, path)
     arr = np.asarray(arrays[name])
     if arr.dtype.kind not in "uifb":
         raise FormatError(f"{path}: variable {name!r} is not numeric ({arr.dtype})")
-    if layout is None and LAYOUT_VAR in arrays:
-        layout = "".join(chr(int(c)) for c in np.ravel(arrays[LAYOUT_VAR])) \
-            if arrays[LAYOUT_VAR].dtype.kind in "ui" else str(np.ravel(arrays[LAYOUT_VAR])[0])
-    if arr.ndim == 3 and layout is None:
-        layout_arr = to_bands_first(arr, None, f"{path}:{name}")
-    else:
-        layout_arr = to_bands_first(arr, layout if arr.ndim == 3 else None, f"{path}:{name}")
-    wl = None
-    for wname in WAVELENGTH_NAMES:
-        if wname in arrays and np.size(arrays[wname]) == layout_arr.shape[0]:
-            wl = np.ravel(arrays[wname]).astype(np.float64)
-            break
+    layout = _layout_from_file(arrays, layout)
+    layout_arr = to_bands_first(arr, layout if arr.ndim == 3 else None, f"{path}:{name}")
+    wl = _wavelengths(arrays, layout_arr.shape[0])
     source_dtype = "float32" if arr.dtype == bool else arr.dtype.name
     data, valid = clean(layout_arr, None)
     return Cube(data, wavelengths=wl, wavelength_units="nm" if wl is not None else None,
                 valid=valid, source_dtype=source_dtype,
-                attrs={"variable": name, "mat_version": "7.3" if v73 else "5"})
+                attrs={"variable": name, "mat_version": "5"})
 
 
 def write_mat(cube: Cube, path, force: bool = False, dtype: str | None = None,
