@@ -205,3 +205,12 @@ def test_help_has_examples():
         r = runner.invoke(app, [cmd, "--help"])
         assert r.exit_code == 0 and "Examples:" in r.stdout and f"hsirestore {cmd} " in r.stdout
     assert "1/255" in runner.invoke(app, ["degrade", "--help"]).stdout
+
+
+def test_version_option():
+    from hsirestore import __version__
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout.startswith(f"hsirestore {__version__} ")
+    top = runner.invoke(app, ["--help"])
+    assert "--version" in top.stdout and "Examples:" in top.stdout

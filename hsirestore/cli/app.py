@@ -32,3 +32,19 @@ train_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(train_app, name="train")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        import platform
+
+        from hsirestore import __version__
+
+        typer.echo(f"hsirestore {__version__} (Python {platform.python_version()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="Show the version and exit.")) -> None:
+    """Restore hyperspectral images with learned models."""
