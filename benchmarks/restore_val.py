@@ -220,6 +220,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tile", type=int, default=None,
                     help="model tile side in pixels (default: the Restorer's; 0: whole crop)")
     ap.add_argument("--crop", type=int, default=256, help="centre crop side (pixels)")
+    ap.add_argument("--ensemble", action="store_true", help="HSI-VAR with the 4-flip self-ensemble")
     ap.add_argument("--model", default="hsivar-compact", help="registered restoration preset")
     ap.add_argument("--weights", default=None, help="checkpoint (default: the preset's shipped file)")
     ap.add_argument("--device", default="cpu", help="device of the model: cpu, cuda, auto")
@@ -255,7 +256,7 @@ def main(argv=None) -> int:
             kw = {} if args.tile is None else {"tile": args.tile or None,
                                                "overlap": min(16, args.tile // 4)}
             restorer = Restorer(args.model, weights=args.weights, device=args.device, scaling="none",
-                                temperature=0.0, seed=0, **kw)
+                                temperature=0.0, seed=0, ensemble=args.ensemble, **kw)
             runners["hsivar"] = restorer
             print(f"model: {restorer.describe()} on {restorer.device}")
         except HsiRestoreError as e:

@@ -223,3 +223,16 @@ def test_train_cli_two_stages_export_and_use(tmp_path):
                             "--tile", "0"])
     assert r.exit_code == 0, r.stderr
     assert (tmp_path / "in_restored.h5").exists()
+
+
+def test_ensemble_option(tmp_path, tiny_weights):
+    src = tmp_path / "in.h5"
+    write_cube(_cube(31), src, dtype="uint16")
+    base = ["denoise", str(src), "--model", "hsivar-tiny", "--weights", str(tiny_weights),
+            "--degradation", "noise", "--tile", "0"]
+    r = runner.invoke(app, base + ["-o", str(tmp_path / "e.h5"), "--ensemble"])
+    assert r.exit_code == 0, r.stderr
+    assert "flip ensemble" in _lines(r.stdout)[0]["model"]
+    r = runner.invoke(app, base + ["-o", str(tmp_path / "p.h5")])
+    assert "flip ensemble" not in _lines(r.stdout)[0]["model"]
+    assert read_cube(tmp_path / "e.h5").shape == read_cube(tmp_path / "p.h5").shape == (31, 20, 24)

@@ -214,3 +214,33 @@ def test_streamed_output_keeps_processing_notes(tmp_path):
     desc = read_cube(tmp_path / "out.hdr").attrs["description"]
     assert "restoration = noise" in desc and "restoration_model = stand-in" in desc
     assert "restoration" not in src.meta.attrs  # the source's metadata is not touched
+
+
+def test_flip_ensemble_averages_flipped_copies():
+    from hsirestore.inference.ensemble import flip_ensemble
+
+    x = torch.rand(2, 3, 6, 8)
+    # a flip-equivariant map (per-pixel) is unchanged by the ensemble
+    torch.testing.assert_close(flip_ensemble(lambda t: t * 2 + 1)(x), x * 2 + 1)
+    # a map that is not equivariant (a fixed ramp added) gets the ramp averaged over the flips
+    ramp = torch.arange(8.0)[None, None, None, :].expand(1, 1, 6, 8)
+    out = flip_ensemble(lambda t: t + ramp)(x)
+    torch.testing.assert_close(out, x + 3.5)  # mean of the ramp and its mirror image
+    # stripes stay column stripes: every copy keeps the row and column axes
+    seen = []
+    flip_ensemble(lambda t: seen.append(t.shape) or t)(x)
+    assert seen == [x.shape] * 4
+
+
+def test_restorer_ensemble_runs_four_copies_per_tile():
+    calls = []
+
+    def net(t, types):
+        calls.append(tuple(t.shape))
+        return t
+
+    x = _smooth(31)
+    r = Restorer(net=net, device="cpu", tile=None, ensemble=True)
+    out = r.restore(x, "noise")
+    np.testing.assert_allclose(out.data, x, atol=1e-6)
+    assert len(calls) == 4 and "flip ensemble" in r.describe()

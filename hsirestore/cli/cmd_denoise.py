@@ -134,6 +134,8 @@ def _restore_cmd(
     scaling: str = typer.Option("auto", help="Normalisation: auto, none, dtype, max, percentile:P, scale:S."),
     keep_observed: str = typer.Option("auto", help="Return non-zero input values unchanged: auto (when "
                                       "every type is inpaint, band-missing or deadlines), on, off."),
+    ensemble: bool = typer.Option(False, help="Average the model over 4 flipped copies of each tile "
+                                  "(self-ensemble: a little better, 4x slower)."),
     stream: bool = typer.Option(False, help="Bounded memory: read and write tile by tile (ENVI, "
                                 "GeoTIFF and HDF5 window I/O, .mat v7.3 windowed reads; .mat "
                                 "outputs and TIFF page stacks are buffered in memory)."),
@@ -180,7 +182,7 @@ def _restore_cmd(
     restorer = Restorer(model_name=model, weights=weights, device=device, tile=tile or None,
                         overlap=overlap if tile else 0, amp=amp, temperature=temperature,
                         top_k=top_k, seed=seed, group_overlap=band_overlap, scaling=scaling,
-                        keep_observed=keep_observed)
+                        keep_observed=keep_observed, ensemble=ensemble)
     failed = 0
     for src, dst in jobs:
         t0 = time.perf_counter()

@@ -224,6 +224,8 @@ class Restorer:
         scaling: normalisation rule (see hsirestore.inference.normalize).
         keep_observed: auto | on | off: return the input's non-zero entries unchanged (see
             the module docstring; auto: when every degradation type is a completion type).
+        ensemble: average the model over 4 flipped copies of each tile
+            (:func:`hsirestore.inference.ensemble.flip_ensemble`; 4x the time).
         net: a stand-in ``(x (N, 31, h, w), types (N, T)) -> (N, 31, h, w)`` instead of a
             model (testing); ``model_name``/``weights`` are then ignored.
     """
@@ -233,7 +235,7 @@ class Restorer:
                  amp: str = "auto", temperature: float = 0.0, top_k: int | None = None,
                  seed: int | None = None, group_overlap: int = 8, scaling: str = "auto",
                  batch_size: int = 1, progress: bool = False, net: Callable | None = None,
-                 keep_observed: str = "auto"):
+                 keep_observed: str = "auto", ensemble: bool = False):
         from hsirestore.inference.device import resolve_device
         from hsirestore.inference.normalize import parse_rule
 
@@ -250,6 +252,7 @@ class Restorer:
             raise OptionError(f"--keep-observed must be one of {', '.join(KEEP_OBSERVED)}; "
                               f"got {keep_observed!r}")
         self.keep_observed = keep_observed
+        self.ensemble = bool(ensemble)
         self.model_name = model_name or DEFAULT_MODEL
         self.device = resolve_device(device)
         self.tile, self.overlap, self.amp = tile, overlap, amp
@@ -300,9 +303,10 @@ class Restorer:
         return model.eval().to(self.device)
 
     def describe(self) -> str:
+        ens = " + flip ensemble" if self.ensemble else ""
         if self.model is None:
-            return "stand-in"
-        return f"{self.model_name} ({self.weights_path.name if self.weights_path else '?'})"
+            return "stand-in" + ens
+        return f"{self.model_name} ({self.weights_path.name if self.weights_path else '?'})" + ens
 
     # ---------------------------------------------------------------- degradation
     def choose_degradation(self, xn: np.ndarray | None, degradation: str) -> tuple[list[str], dict]:
@@ -334,6 +338,10 @@ class Restorer:
                 return self.net(x, t)
             return self.model.restore(x, t, self.temperature, self.top_k, gen)
 
+        if self.ensemble:
+            from hsirestore.inference.ensemble import flip_ensemble
+
+            net = flip_ensemble(net)
         return grouped(net, bands, GROUP, self.group_overlap)
 
     def keeps_observed(self, names: list[str]) -> bool:
