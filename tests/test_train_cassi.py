@@ -96,3 +96,20 @@ def test_init_from_exported_weights(tmp_path):
     msgs = []
     train(cfg, data_dir=tmp_path / "data", log=msgs.append)
     assert any("initialised from" in m for m in msgs)
+
+
+def test_training_checkpoint_decodes_directly(tmp_path):
+    """A run's last.pt is accepted by the CASSI decoder: preset and overrides from the run,
+    the training-only auxiliary head left out."""
+    from hsirestore.inference.cassi import CassiDecoder
+
+    _fake_data(tmp_path / "data")
+    cfg = CassiTrainConfig(preset="s2former-tiny", out=str(tmp_path / "run"), steps=2,
+                           batch_size=2, patch=16, val_every=0, aux_steps=1, warmup=1)
+    train(cfg, data_dir=tmp_path / "data", log=lambda *_: None)
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert any(k.startswith("aux.") for k in ck["model"])
+    dec = CassiDecoder(weights=tmp_path / "run" / "last.pt", device="cpu")
+    assert dec.model_name == "s2former-tiny"
+    for k, v in dec.model.state_dict().items():
+        torch.testing.assert_close(v, ck["model"][k])

@@ -87,6 +87,11 @@ class CassiDecoder:
             if is_official_checkpoint(state) or any(k.startswith("module.") for k in state):
                 model_name = model_name or "s2former"
                 state = official_key_map(state)
+            run = meta.get("training_config") if isinstance(meta, dict) else None
+            if isinstance(run, dict):  # a training checkpoint (last.pt): its preset and overrides
+                model_name = model_name or run.get("preset")
+                meta = {"model_overrides": dict(run.get("model_overrides") or {})}
+                state = {k: v for k, v in state.items() if not k.startswith("aux.")}  # training-only head
             model_name = model_name or "s2former-unfolded"
         else:
             model_name = model_name or "s2former-unfolded"
