@@ -160,9 +160,9 @@ def open_cube(path, *, var: str | None = None, layout: str | None = None) -> Cub
         f = Hdf5File(path, var, layout)
         return _FileSource(f, f.meta, f.shape)
     if fmt == "mat":
-        from hsirestore.io.matfile import MatV73File, _is_v73
+        from hsirestore.io.matfile import MatV73File, is_v73
 
-        if _is_v73(Path(path)):
+        if is_v73(Path(path)):
             f = MatV73File(path, var, layout)
             return _FileSource(f, f.meta, f.shape)
     return ArraySource(read_cube(path, var=var, layout=layout))

@@ -23,7 +23,7 @@ PREFERRED = ("cube", "img", "rad", "data", "meas_real", "meas", "mask", "hsi", "
 LAYOUT_VAR = "hsirestore_layout"
 
 
-def _is_v73(path: Path) -> bool:
+def is_v73(path: Path) -> bool:
     """True for an HDF5-based (v7.3) .mat file, False for v4/v5 (raises FormatError when the
     file is neither)."""
     import h5py
@@ -66,7 +66,7 @@ def _shape(v) -> tuple:
 def list_variables(path) -> dict[str, tuple]:
     """name -> MATLAB shape, without reading v7.3 values."""
     path = Path(path)
-    if _is_v73(path):
+    if is_v73(path):
         import h5py
 
         with h5py.File(path, "r") as f:
@@ -168,7 +168,7 @@ class MatV73File:
 
 def read_mat(path, var: str | None = None, layout: str | None = None) -> Cube:
     path = Path(path)
-    if _is_v73(path):
+    if is_v73(path):
         f = MatV73File(path, var, layout)
         try:
             data, valid = clean(f.window(0, f.shape[1], 0, f.shape[2]), None)
