@@ -99,3 +99,26 @@ def test_unfolded_model_is_data_consistent_at_start():
     out, inter = model(torch.zeros_like(x), mask, y)
     assert out.shape == x.shape and len(inter) == 1
     torch.testing.assert_close(cassi_forward(out[0], mask[0, 0]), y[0], rtol=1e-4, atol=1e-4)
+
+
+def test_unfolded_gaptv_init_matches_external_estimate():
+    """init="gap-tv" runs GAP-TV on the measurement itself unless an estimate is passed."""
+    import pytest
+
+    from hsirestore.inference.gaptv import gap_tv
+    from hsirestore.models.s2former import UnfoldedS2Transformer
+    from hsirestore.physics.cassi import cassi_forward
+
+    torch.manual_seed(0)
+    model = UnfoldedS2Transformer(in_chans=28, stages=2, embed_dim=8, depth=1, num_heads=1,
+                                  spe_dim_head=8, init="gap-tv", gaptv_iters=4).eval()
+    x = torch.rand(28, 16, 16)
+    mask = (torch.rand(16, 16) > 0.5).float()
+    y = cassi_forward(x, mask, 2)[None]
+    est = gap_tv(y[0], mask, 28, 2, iterations=4)[None]
+    with torch.no_grad():
+        a, _ = model(torch.zeros(1, 28, 16, 16), mask[None, None], y)
+        b, _ = model(torch.zeros(1, 28, 16, 16), mask[None, None], y, init_est=est)
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="init"):
+        UnfoldedS2Transformer(init="zeros")

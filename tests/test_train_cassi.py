@@ -113,3 +113,73 @@ def test_training_checkpoint_decodes_directly(tmp_path):
     assert dec.model_name == "s2former-tiny"
     for k, v in dec.model.state_dict().items():
         torch.testing.assert_close(v, ck["model"][k])
+
+
+_TINY_GAPTV = dict(stages=2, embed_dim=8, depth=1, num_heads=1, spe_dim_head=8,
+                   init="gap-tv", gaptv_iters=3)
+
+
+def test_gaptv_pool_is_resumable_and_feeds_training(tmp_path):
+    from hsirestore.training.cassi import GaptvPatches
+    from hsirestore.training.cassi_pool import build_gaptv_pool
+
+    _fake_data(tmp_path / "data")
+    pool = tmp_path / "pool"
+    made = [build_gaptv_pool(pool, tmp_path / "data", tile=32, iterations=3, shard=s, shards=2,
+                             log=lambda *_: None) for s in (0, 1)]
+    # 2 scenes x (one 32-pixel sim tile + one real-mask tile), split between the shards
+    assert sum(made) == 4 and len(list(pool.glob("*.npz"))) == 4
+    assert build_gaptv_pool(pool, tmp_path / "data", tile=32, iterations=3, log=lambda *_: None) == 0
+    with np.load(next(pool.glob("*.npz"))) as z:
+        assert z["gaptv"].shape == (28, 32, 32) and z["mask"].shape == (32, 32)
+    cfg = CassiTrainConfig(preset="s2former-unfolded", batch_size=3, patch=16,
+                           gaptv_pool=str(pool), model_overrides=_TINY_GAPTV)
+    x, mask, est = GaptvPatches(cfg, tmp_path / "data").batch()
+    assert x.shape == est.shape == (3, 28, 16, 16) and mask.shape == (3, 16, 16)
+    assert torch.isfinite(est).all()
+
+    cfg.out, cfg.steps, cfg.val_every, cfg.warmup, cfg.aux_steps = str(tmp_path / "run"), 3, 0, 1, 1
+    train(cfg, data_dir=tmp_path / "data", log=lambda *_: None)
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3
+
+    # the decoder runs GAP-TV itself for such a model
+    from hsirestore.inference.cassi import CassiDecoder
+    from hsirestore.physics.cassi import cassi_forward
+
+    dec = CassiDecoder(weights=tmp_path / "run" / "last.pt", device="cpu")
+    assert dec.model.init == "gap-tv"
+    m = np.random.default_rng(1).random((24, 24)).astype(np.float32)
+    out = dec.decode(cassi_forward(np.random.default_rng(2).random((28, 24, 24)).astype(np.float32), m, 2), m)
+    assert out.shape == (28, 24, 24) and np.isfinite(out).all()
+    tiled = CassiDecoder(weights=tmp_path / "run" / "last.pt", device="cpu", tile=16, overlap=8)
+    out2 = tiled.decode(cassi_forward(np.random.default_rng(2).random((28, 24, 24)).astype(np.float32), m, 2), m)
+    assert out2.shape == (28, 24, 24) and np.isfinite(out2).all()
+
+
+def test_gaptv_model_without_pool_is_refused(tmp_path):
+    import pytest
+
+    _fake_data(tmp_path / "data")
+    cfg = CassiTrainConfig(preset="s2former-unfolded", out=str(tmp_path / "run"), steps=1,
+                           batch_size=1, patch=16, val_every=0, model_overrides=_TINY_GAPTV)
+    with pytest.raises(ValueError, match="gaptv-pool"):
+        train(cfg, data_dir=tmp_path / "data", log=lambda *_: None)
+
+
+def test_reset_output_starts_each_stage_as_identity(tmp_path):
+    from hsirestore.registry import build_model
+    from hsirestore.weights import save_state_dict
+
+    _fake_data(tmp_path / "data")
+    torch.manual_seed(0)
+    model = build_model("s2former-unfolded", **{**_TINY_GAPTV, "init": "adjoint"})
+    for st in model.stages:
+        torch.nn.init.normal_(st.conv_last.weight)
+    w = tmp_path / "w.safetensors"
+    save_state_dict(model.state_dict(), w)
+    cfg = CassiTrainConfig(preset="s2former-unfolded", out=str(tmp_path / "run"), steps=1,
+                           batch_size=1, patch=16, val_every=0, init_weights=str(w), lr=0.0,
+                           reset_output=True, model_overrides={**_TINY_GAPTV, "init": "adjoint"})
+    train(cfg, data_dir=tmp_path / "data", log=lambda *_: None)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    assert all(float(state[f"stages.{i}.conv_last.weight"].abs().max()) == 0 for i in range(2))

@@ -40,6 +40,8 @@ def train_cassi(
     ckpt_minutes: float = typer.Option(3.0, help="Minutes between checkpoints."),
     seed: int = typer.Option(0, help="Random seed."),
     init_weights: Path = typer.Option(None, help="Start from these weights (e.g. weights/s2former-unfolded.safetensors)."),
+    reset_output: bool = typer.Option(False, help="Zero each stage's output convolution after --init-weights (start as the identity on the stage input)."),
+    gaptv_pool: Path = typer.Option(None, help="Precomputed GAP-TV tiles for GAP-TV-initialised presets (s2former-gaptv); see 'train cassi-pool'."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     threads: int = typer.Option(0, help="CPU threads (0: cores - 1)."),
 ) -> None:
@@ -58,8 +60,54 @@ def train_cassi(
                            max_minutes=max_minutes, val_every=val_every, log_every=log_every,
                            ckpt_minutes=ckpt_minutes, seed=seed,
                            init_weights=str(init_weights) if init_weights else "", device=device,
-                           threads=threads)
+                           threads=threads, reset_output=reset_output,
+                           gaptv_pool=str(gaptv_pool) if gaptv_pool else "")
+    if reset_output and not init_weights:
+        raise OptionError("--reset-output only applies with --init-weights")
+    from hsirestore.registry import get_spec
+
+    if get_spec(preset).config.get("init") == "gap-tv":
+        if gaptv_pool is None or not any(gaptv_pool.glob("*.npz")):
+            raise OptionError(f"{preset} refines GAP-TV estimates: build them first with "
+                              "'hsirestore train cassi-pool --out DIR' and pass --gaptv-pool DIR")
     train(cfg, resume=resume, data_dir=data_dir, log=typer.echo)
+
+
+@command(train_app, "cassi-pool", help="""Precompute GAP-TV estimates for training s2former-gaptv.
+
+Cuts every CAVE train scene into 256x256 tiles coded by mask_256.mat, plus --real-per-scene
+tiles coded by random crops of mask_real_660.mat, and stores each tile's GAP-TV estimate
+(120 iterations, as at inference) in OUT/<scene>_<k>.npz. Resumable; --shard/--shards split
+the work between processes (run one per core).
+
+\b
+Examples:
+  hsirestore train cassi-pool --out runs/gaptv_pool
+  hsirestore train cassi-pool --out runs/gaptv_pool --shard 0 --shards 2 &
+  hsirestore train cassi-pool --out runs/gaptv_pool --shard 1 --shards 2 &
+""")
+def train_cassi_pool(
+    out: Path = typer.Option(Path("runs/gaptv_pool"), help="Folder for the tiles."),
+    data: Path = typer.Option(None, help="Data folder with cave/ and cassi/ (default ../shared/data)."),
+    real_per_scene: int = typer.Option(1, help="Tiles per scene coded by the real-system mask."),
+    shard: int = typer.Option(0, help="This process's share of the tiles (0 .. shards-1)."),
+    shards: int = typer.Option(1, help="Number of processes sharing the work."),
+    iterations: int = typer.Option(120, help="GAP-TV iterations (keep the preset's value)."),
+    threads: int = typer.Option(1, help="CPU threads."),
+) -> None:
+    from hsirestore.training.cassi_pool import build_gaptv_pool
+    from hsirestore.training.cave import shared_data_dir
+
+    data_dir = data or shared_data_dir()
+    if not (data_dir / "cave" / "train").is_dir() or not (data_dir / "cassi").is_dir():
+        raise OptionError(f"training data not found under {data_dir} (expected cave/train and cassi/)")
+    if shards < 1 or not 0 <= shard < shards:
+        raise OptionError(f"--shard must be in 0..{shards - 1}; got {shard}")
+    if real_per_scene < 0 or iterations < 1 or threads < 1:
+        raise OptionError("--real-per-scene must be >= 0, --iterations and --threads >= 1")
+    made = build_gaptv_pool(out, data_dir, iterations=iterations, real_per_scene=real_per_scene,
+                            shard=shard, shards=shards, threads=threads, log=typer.echo)
+    typer.echo(f"{made} tiles computed; {len(list(out.glob('*.npz')))} in {out}")
 
 
 @command(train_app, "cassi-export", help="""Export a CASSI training checkpoint as shipped weights.

@@ -152,10 +152,16 @@ class CassiDecoder:
             out = gap_tv(yn.to(self.device), mk.to(self.device), self.bands, self.step,
                          iterations=self.gaptv_iters, tv_weight=self.gaptv_weight)
             return (out.cpu().numpy() * np.float32(s)).astype(np.float32)
-        return (self._decode_tiled(yn, mk) * np.float32(s)).astype(np.float32)
+        est = None
+        if getattr(self.model, "init", "adjoint") == "gap-tv":
+            # one GAP-TV pass over the whole measurement (no tile seams), refined tile by tile
+            est = self.model.initial_estimate(mk[None, None].to(self.device),
+                                              yn[None].to(self.device))[0].float().cpu()
+        return (self._decode_tiled(yn, mk, est) * np.float32(s)).astype(np.float32)
 
-    def _run_tile(self, y, mask):
-        """y (H, W + step*(B-1)), mask (H, W) -> (B, H, W) (padded to the window size)."""
+    def _run_tile(self, y, mask, est=None):
+        """y (H, W + step*(B-1)), mask (H, W)[, initial estimate (B, H, W)] -> (B, H, W)
+        (padded to the window size)."""
         import torch
         import torch.nn.functional as F
 
@@ -168,16 +174,18 @@ class CassiDecoder:
             # pad the scene grid: zero light outside the image (mask 0 there)
             mask = F.pad(mask, (0, pw, 0, ph))
             y = F.pad(y, (0, pw, 0, ph))
+            est = F.pad(est, (0, pw, 0, ph)) if est is not None else None
         x = model_input(y, mask, self.bands, self.step)
         with torch.inference_mode():
             args = (x[None].to(self.device), mask[None, None].to(self.device))
             if getattr(self.model, "stages", None) is not None:
-                out, _ = self.model(*args, y[None].to(self.device))
+                kw = {"init_est": est[None].to(self.device)} if est is not None else {}
+                out, _ = self.model(*args, y[None].to(self.device), **kw)
             else:
                 out, _ = self.model(*args)
         return out[0, :, :h, :w].float().cpu()
 
-    def _decode_tiled(self, yn, mk) -> np.ndarray:
+    def _decode_tiled(self, yn, mk, est=None) -> np.ndarray:
         import torch
 
         from hsirestore.inference.tiling import axis_profiles, axis_weight_sum
@@ -185,7 +193,7 @@ class CassiDecoder:
         h, w = mk.shape
         tile, ov = self.tile, self.overlap
         if tile is None or (h <= tile and w <= tile):
-            return self._run_tile(yn, mk).numpy()
+            return self._run_tile(yn, mk, est).numpy()
         ext = self.step * (self.bands - 1)
         acc = torch.zeros(self.bands, h, w, dtype=torch.float64)
         th, tw = min(tile, h), min(tile, w)
@@ -193,7 +201,8 @@ class CassiDecoder:
         rows, cols = axis_profiles(h, th, oh), axis_profiles(w, tw, ow)
         for r0, r1, wr in rows:
             for c0, c1, wc in cols:
-                out = self._run_tile(yn[r0:r1, c0 : c1 + ext], mk[r0:r1, c0:c1])
+                out = self._run_tile(yn[r0:r1, c0 : c1 + ext], mk[r0:r1, c0:c1],
+                                     est[:, r0:r1, c0:c1] if est is not None else None)
                 weight = torch.from_numpy(np.outer(wr, wc))
                 acc[:, r0:r1, c0:c1] += out.double() * weight
         total = np.outer(axis_weight_sum(h, th, oh), axis_weight_sum(w, tw, ow))

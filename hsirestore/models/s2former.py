@@ -372,18 +372,29 @@ class UnfoldedS2Transformer(nn.Module):
     Phi = diag(A A^T). The physics carries the spectral unmixing, so the learned stages only
     have to remove aliasing artefacts: this trains far faster than the single-pass model.
 
-    forward(x (N, B, H, W), mask (N, 1, H, W), meas (N, H, W + step*(B-1))) ->
-    (cube (N, B, H, W), [stage outputs before the last]). ``x`` (the single-pass input) is
-    only used for its shape; ``meas`` is the measurement on the cube's scale.
+    With ``init="gap-tv"`` the first estimate is the GAP-TV reconstruction instead of
+    A^T(y / Phi) (``gaptv_iters`` iterations, TV weight ``gaptv_weight``), so the stages
+    refine the classical decoder's result; training passes precomputed estimates as
+    ``init_est`` (GAP-TV is too slow to run in every step).
+
+    forward(x (N, B, H, W), mask (N, 1, H, W), meas (N, H, W + step*(B-1)),
+    init_est (N, B, H, W) or None) -> (cube (N, B, H, W), [stage outputs before the last]).
+    ``x`` (the single-pass input) is only used for its shape; ``meas`` is the measurement on
+    the cube's scale.
     """
 
     def __init__(self, in_chans: int = 28, stages: int = 3, embed_dim: int = 32, depth: int = 2,
                  num_heads: int = 4, window_size: int = 8, mlp_ratio: float = 2.0,
                  spe_dim_head: int = 8, step: int = 2, mask_norm: str = "channel",
+                 init: str = "adjoint", gaptv_iters: int = 120, gaptv_weight: float = 4.0,
                  aux_head: bool = False):
         super().__init__()
+        if init not in ("adjoint", "gap-tv"):
+            raise ValueError(f"init must be 'adjoint' or 'gap-tv'; got {init!r}")
         self.bands = in_chans
         self.step = step
+        self.init = init
+        self.gaptv_iters, self.gaptv_weight = gaptv_iters, gaptv_weight
         self.window_size = window_size
         self.size_multiple = window_size
         self.stages = nn.ModuleList([
@@ -396,13 +407,27 @@ class UnfoldedS2Transformer(nn.Module):
             self.aux = nn.Sequential(
                 nn.Conv2d(in_chans + 1, 32, 3, 1, 1), nn.GELU(), nn.Conv2d(32, in_chans, 3, 1, 1))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, meas: torch.Tensor | None = None):
+    def initial_estimate(self, mask: torch.Tensor, meas: torch.Tensor) -> torch.Tensor:
+        """GAP-TV estimate of every measurement: (N, 1, H, W), (N, H, W') -> (N, B, H, W)."""
+        from hsirestore.inference.gaptv import gap_tv
+
+        with torch.no_grad():
+            return torch.stack([
+                gap_tv(meas[i], mask[i, 0], self.bands, self.step, self.gaptv_iters,
+                       self.gaptv_weight).to(meas.dtype)
+                for i in range(meas.shape[0])])
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, meas: torch.Tensor | None = None,
+                init_est: torch.Tensor | None = None):
         if meas is None:
             raise ValueError("UnfoldedS2Transformer needs the measurement (meas=...)")
         b = self.bands
         m2 = (mask * mask).expand(-1, b, -1, -1)
         phi = _shift_stack(m2, self.step).clamp_min(1e-6)
-        est = _unshift(meas / phi, b, self.step) * mask
+        if self.init == "gap-tv":
+            est = init_est if init_est is not None else self.initial_estimate(mask, meas)
+        else:
+            est = _unshift(meas / phi, b, self.step) * mask
         outs = []
         for k, stage in enumerate(self.stages):
             if k > 0:

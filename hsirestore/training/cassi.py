@@ -62,6 +62,8 @@ class CassiTrainConfig:
     step: int = 2
     model_overrides: dict = field(default_factory=dict)
     init_weights: str = ""  # start from these weights (e.g. the shipped ones) unless resuming
+    reset_output: bool = False  # zero each stage's output conv after init_weights (identity start)
+    gaptv_pool: str = ""  # folder of precomputed GAP-TV tiles (models with init="gap-tv")
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
     threads: int = 0  # torch CPU threads; 0: cores - 1 (at least 1, at most 8)
 
@@ -109,6 +111,40 @@ class CassiPatches:
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ms))
 
 
+class GaptvPatches:
+    """Random training batches for GAP-TV-initialised models: (cube (N, 28, P, P),
+    mask (N, P, P), GAP-TV estimate (N, 28, P, P)) cropped at one place from the tiles of a
+    :class:`~hsirestore.training.cassi_pool.GaptvPool`, with up-down flips (left-right flips
+    and rotations would change the dispersion direction the estimates were made with) and
+    a random gain (GAP-TV is homogeneous of degree 1 in the measurement)."""
+
+    def __init__(self, cfg: CassiTrainConfig, data_dir: Path | None = None):
+        from hsirestore.training.cassi_pool import GaptvPool, load_scenes
+
+        if not cfg.gaptv_pool:
+            raise ValueError("a GAP-TV-initialised model needs --gaptv-pool (see train cassi-pool)")
+        self.cfg = cfg
+        self.pool = GaptvPool(cfg.gaptv_pool, load_scenes(data_dir or shared_data_dir()))
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        p, rng = self.cfg.patch, self.rng
+        xs, ms, es = [], [], []
+        for _ in range(self.cfg.batch_size):
+            i = rng.integers(len(self.pool))
+            clean, est, mask = self.pool.clean[i], self.pool.gaptv[i], self.pool.masks[i]
+            r, c = rng.integers(0, mask.shape[0] - p + 1), rng.integers(0, mask.shape[1] - p + 1)
+            x, e, m = clean[:, r : r + p, c : c + p], est[:, r : r + p, c : c + p], mask[r : r + p, c : c + p]
+            if rng.random() < 0.5:
+                x, e, m = x[:, ::-1], e[:, ::-1], m[::-1]
+            g = rng.uniform(*self.cfg.gain)
+            xs.append(np.ascontiguousarray(x * g))
+            es.append(np.ascontiguousarray(e * g))
+            ms.append(np.ascontiguousarray(m))
+        return (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ms)),
+                torch.from_numpy(np.stack(es)))
+
+
 def simulate(x: torch.Tensor, mask: torch.Tensor, bands: int, step: int, shot_noise: float = 0.0,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Measurements (N, P, P + step*(bands-1)) of cubes (N, bands, P, P) under masks (N, P, P)."""
@@ -134,10 +170,10 @@ def normalised_input(y: torch.Tensor, mask: torch.Tensor, bands: int, step: int,
     return xin, scales
 
 
-def _run(model, xin, mask4, meas):
-    """Call single-pass (x, mask) or unfolded (x, mask, meas) models alike."""
+def _run(model, xin, mask4, meas, init_est=None):
+    """Call single-pass (x, mask) or unfolded (x, mask, meas[, init_est]) models alike."""
     if getattr(model, "stages", None) is not None:
-        return model(xin, mask4, meas)
+        return model(xin, mask4, meas, init_est=init_est)
     return model(xin, mask4)
 
 
@@ -202,7 +238,8 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
         return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    data = CassiPatches(cfg, data_dir)
+    gaptv_init = getattr(model, "init", "adjoint") == "gap-tv"
+    data = GaptvPatches(cfg, data_dir) if gaptv_init else CassiPatches(cfg, data_dir)
     step = 0
     best = {}
     if resume and ckpt_path.exists():
@@ -224,6 +261,13 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
             raise ValueError(f"{cfg.init_weights} does not fit {cfg.preset}: "
                              f"missing {missing[:3]}, unexpected {unexpected[:3]}")
         log(f"initialised from {cfg.init_weights}")
+        if cfg.reset_output:
+            stages = getattr(model, "stages", None) or [model]
+            with torch.no_grad():
+                for st in stages:
+                    st.conv_last.weight.zero_()
+                    st.conv_last.bias.zero_()
+            log("output convolutions reset to zero (each stage starts as the identity)")
     with open(out / "config.json", "w") as f:
         json.dump(asdict(cfg), f, indent=2)
 
@@ -239,14 +283,15 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
     running = 0.0
     model.train()
     while step < cfg.steps:
-        x, mask = data.batch()
+        x, mask, *est = data.batch()
         x, mask = x.to(dev), mask.to(dev)
         y = simulate(x, mask, cfg.bands, cfg.step, cfg.shot_noise)
         jitter = torch.exp((torch.rand(x.shape[0], device=dev) * 2 - 1) * cfg.scale_jitter)
         xin, s, yn = normalised_input(y, mask, cfg.bands, cfg.step, jitter, return_meas=True)
         target = x / s[:, None, None, None]
+        init_est = est[0].to(dev) / s[:, None, None, None] if est else None
         m4 = mask[:, None]
-        pred, pins = _run(model, xin, m4, yn)
+        pred, pins = _run(model, xin, m4, yn, init_est)
         err = (pred - target).abs()
         loss_aux = torch.zeros(())
         weight = None

@@ -1,0 +1,126 @@
+"""Precomputed GAP-TV estimates for training the GAP-TV-initialised CASSI decoder.
+
+GAP-TV takes seconds per 256x256 measurement, too slow to run inside every training step, so
+it runs once per *tile* of the training scenes: each CAVE train scene (28 bands) is cut into
+``tile`` x ``tile`` tiles coded by the simulation mask (``mask_256.mat``), plus
+``real_per_scene`` tiles at random places coded by random crops of the real-system mask
+(``mask_real_660.mat``). Each tile is stored as one ``.npz`` file (scene name, position,
+mask, GAP-TV estimate in float16), so building is resumable and can be split into shards
+that run in parallel (``shard`` / ``shards``). Training crops patches from (clean tile,
+GAP-TV tile, mask tile) at one position and simulates the patch's measurement itself.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hsirestore.physics.cassi import CASSI_WAVELENGTHS_28, cassi_forward, interpolate_bands
+
+
+def _load_mask(path: Path) -> np.ndarray:
+    import scipy.io as sio
+
+    return sio.loadmat(str(path))["mask"].astype(np.float32)
+
+
+def load_scenes(data_dir: Path, split: str = "train") -> dict[str, np.ndarray]:
+    """{scene name: cube (28, H, W) float32} of the CAVE split interpolated to 28 bands."""
+    from hsirestore.training.cave import load_cave_scene
+
+    wl28 = np.asarray(CASSI_WAVELENGTHS_28)
+    out = {}
+    for p in sorted((Path(data_dir) / "cave" / split).glob("*.h5")):
+        cube, wl = load_cave_scene(p)
+        out[p.stem] = interpolate_bands(cube, wl, wl28).astype(np.float32)
+    return out
+
+
+def tile_plan(scenes: dict[str, np.ndarray], tile: int, real_mask_shape: tuple[int, int],
+              real_per_scene: int = 1, seed: int = 0) -> list[dict]:
+    """Deterministic list of tiles: {name, scene, r, c, mask: "sim" | (mr, mc)}."""
+    rng = np.random.default_rng(seed)
+    plan = []
+    for name, cube in scenes.items():
+        _, h, w = cube.shape
+        k = 0
+        for r in range(0, h - tile + 1, tile):
+            for c in range(0, w - tile + 1, tile):
+                plan.append({"name": f"{name}_{k:02d}", "scene": name, "r": r, "c": c, "mask": "sim"})
+                k += 1
+        for _ in range(real_per_scene):
+            r, c = int(rng.integers(0, h - tile + 1)), int(rng.integers(0, w - tile + 1))
+            mr = int(rng.integers(0, real_mask_shape[0] - tile + 1))
+            mc = int(rng.integers(0, real_mask_shape[1] - tile + 1))
+            plan.append({"name": f"{name}_{k:02d}", "scene": name, "r": r, "c": c, "mask": (mr, mc)})
+            k += 1
+    return plan
+
+
+def build_gaptv_pool(folder: os.PathLike | str, data_dir: Path, tile: int = 256,
+                     iterations: int = 120, tv_weight: float = 4.0, real_per_scene: int = 1,
+                     shard: int = 0, shards: int = 1, seed: int = 0, threads: int = 1,
+                     log=print) -> int:
+    """Compute the missing tiles of this shard into ``folder``; returns how many were made."""
+    import torch
+
+    from hsirestore.inference.gaptv import gap_tv
+
+    torch.set_num_threads(threads)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    scenes = load_scenes(data_dir)
+    sim = _load_mask(Path(data_dir) / "cassi" / "mask_256.mat")
+    real = _load_mask(Path(data_dir) / "cassi" / "mask_real_660.mat")
+    if sim.shape[0] < tile or sim.shape[1] < tile:
+        raise ValueError(f"mask_256.mat is smaller than the {tile}-pixel tile")
+    plan = tile_plan(scenes, tile, real.shape, real_per_scene, seed)
+    made = 0
+    for i, t in enumerate(plan):
+        if i % shards != shard:
+            continue
+        path = folder / f"{t['name']}.npz"
+        if path.exists():
+            continue
+        x = scenes[t["scene"]][:, t["r"] : t["r"] + tile, t["c"] : t["c"] + tile]
+        if t["mask"] == "sim":
+            mask = sim[:tile, :tile]
+        else:
+            mr, mc = t["mask"]
+            mask = real[mr : mr + tile, mc : mc + tile]
+        y = cassi_forward(x, mask, 2)
+        t0 = time.time()
+        est = gap_tv(torch.from_numpy(y), torch.from_numpy(np.ascontiguousarray(mask)), x.shape[0],
+                     step=2, iterations=iterations, tv_weight=tv_weight).numpy()
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, scene=t["scene"], r=t["r"], c=t["c"], mask=mask.astype(np.float32),
+                 gaptv=est.astype(np.float16), iterations=iterations, tv_weight=tv_weight)
+        os.replace(tmp, path)
+        made += 1
+        log(f"pool {t['name']}: {time.time() - t0:.1f} s")
+    return made
+
+
+class GaptvPool:
+    """The tiles of a pool folder with their clean cubes: lists of arrays (28, T, T)."""
+
+    def __init__(self, folder: os.PathLike | str, scenes: dict[str, np.ndarray]):
+        files = sorted(Path(folder).glob("*.npz"))
+        files = [f for f in files if not f.name.endswith(".tmp.npz")]
+        if not files:
+            raise FileNotFoundError(f"no GAP-TV tiles in {folder} (build them with "
+                                    "`hsirestore train cassi-pool`)")
+        self.clean, self.gaptv, self.masks = [], [], []
+        for f in files:
+            with np.load(f) as z:
+                est = z["gaptv"].astype(np.float32)
+                t = est.shape[-1]
+                r, c = int(z["r"]), int(z["c"])
+                self.clean.append(scenes[str(z["scene"])][:, r : r + t, c : c + t])
+                self.gaptv.append(est)
+                self.masks.append(z["mask"].astype(np.float32))
+
+    def __len__(self) -> int:
+        return len(self.gaptv)
