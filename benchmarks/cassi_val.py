@@ -4,7 +4,11 @@ Each scene: 256x256 centre crop, CAVE's 31 bands interpolated onto the 28 TSA-Ne
 measurement simulated with ../shared/data/cassi/mask_256.mat (step 2, noiseless). Metrics:
 MPSNR / MSSIM per band with data range 1 (float, no uint8 quantisation), SAM in degrees.
 
-    python benchmarks/cassi_val.py [--methods s2former,gap-tv] [--iters 100] [--json out.json]
+    python benchmarks/cassi_val.py [--methods s2former,s2former-gaptv,gap-tv] [--iters 120]
+        [--json out.json]
+
+``s2former`` is the decoder's default model (or --model/--weights); other method names are
+registered CASSI models run with their shipped weights.
 """
 from __future__ import annotations
 
@@ -53,9 +57,11 @@ def main(argv=None) -> int:
             if m == "gap-tv":
                 decoders[m] = CassiDecoder(method="gap-tv", device="cpu", gaptv_iters=args.iters,
                                            gaptv_weight=args.tv_weight)
-            else:
+            elif m in ("s2former", "model"):
                 decoders[m] = CassiDecoder(method="s2former", model_name=args.model,
                                            weights=args.weights, device="cpu")
+            else:  # a registered CASSI model with shipped weights, e.g. s2former-gaptv
+                decoders[m] = CassiDecoder(method="s2former", model_name=m, device="cpu")
         except HsiRestoreError as e:
             print(f"cassi_val: skipping {m}: {e}")
     rows = []

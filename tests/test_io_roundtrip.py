@@ -322,3 +322,56 @@ def test_mat_v73_errors(tmp_path):
     with pytest.raises(FormatError, match="no variable 'c'"):
         read_cube(tmp_path / "two.mat", var="c")
     np.testing.assert_array_equal(read_cube(tmp_path / "two.mat", var="b").data, np.ones((3, 4, 5)))
+
+
+def test_mat_v73_sink_streams_windows_matlab_style(tmp_path):
+    """Cubes read from v7.3 (or too big for v5) are written window by window as v7.3, with
+    the MATLAB header, MATLAB_class attributes and the (rows, cols, bands) variable."""
+    from hsirestore.io.matfile import MatV73Sink
+
+    cube = make_cube(bands=5, rows=21, cols=19)
+    cube.attrs["mat_version"] = "7.3"
+    data = cube.data.copy()
+    data[:, 3, 4] = np.nan  # an invalid pixel
+    sink = create_cube(tmp_path / "o.mat", cube, data.shape)
+    assert isinstance(sink, MatV73Sink)
+    for r0 in (0, 8, 16):
+        for c0 in (0, 10):
+            sink.write_window(r0, c0, data[:, r0:r0 + 8, c0:c0 + 10])
+    assert not (tmp_path / "o.mat").exists()  # nothing published before commit
+    sink.commit()
+    assert open(tmp_path / "o.mat", "rb").read(19) == b"MATLAB 7.3 MAT-file"
+    with h5py.File(tmp_path / "o.mat", "r") as f:
+        assert f["cube"].shape == (5, 19, 21)  # MATLAB (21, 19, 5), reversed by HDF5
+        assert f["cube"].attrs["MATLAB_class"] == b"single"
+        assert f["wavelength"].attrs["MATLAB_class"] == b"double"
+    back = read_cube(tmp_path / "o.mat")
+    np.testing.assert_array_equal(back.data, np.nan_to_num(data, nan=0))  # readers zero invalid pixels
+    np.testing.assert_allclose(back.wavelengths, cube.wavelengths)
+    assert back.valid is not None and not back.valid[3, 4] and back.valid.sum() == 21 * 19 - 1
+    # never overwrites without force; abort leaves no temporary file
+    with pytest.raises(OutputExistsError):
+        create_cube(tmp_path / "o.mat", cube, data.shape)
+    sink = create_cube(tmp_path / "o.mat", cube, data.shape, force=True, dtype="uint16")
+    sink.write_window(0, 0, np.clip(data[:, :8, :8], 0, 100))
+    sink.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mat"]
+
+
+def test_small_mat_outputs_stay_v5_and_v73_writes_matlab_class(tmp_path):
+    import scipy.io as sio
+
+    from hsirestore.io.matfile import MatV73Sink
+
+    cube = make_cube(bands=3, rows=6, cols=7)
+    sink = create_cube(tmp_path / "s.mat", cube, cube.shape)
+    assert not isinstance(sink, MatV73Sink)
+    sink.write_window(0, 0, cube.data)
+    sink.commit()
+    assert sio.loadmat(tmp_path / "s.mat")["cube"].shape == (6, 7, 3)  # v5: scipy reads it
+    cube.attrs["mat_version"] = "7.3"
+    write_cube(cube, tmp_path / "w.mat")
+    with h5py.File(tmp_path / "w.mat", "r") as f:
+        assert f["cube"].attrs["MATLAB_class"] == b"single"
+        assert "".join(map(chr, f["hsirestore_layout"][:, 0])) == "bands-last"
+    np.testing.assert_allclose(read_cube(tmp_path / "w.mat").data, cube.data)

@@ -197,4 +197,10 @@ def create_cube(path, meta: Cube, shape, *, force: bool = False, dtype: str | No
         from hsirestore.io.hdf5 import Hdf5Sink
 
         return Hdf5Sink(path, meta, shape, force, dtype)
+    if fmt == "mat":
+        from hsirestore.io.matfile import MatV73Sink, wants_v73
+
+        nbytes = int(np.prod([int(v) for v in shape])) * np.dtype(dtype or "float32").itemsize
+        if wants_v73(nbytes, meta.attrs):  # v7.3 is HDF5: written window by window
+            return MatV73Sink(path, meta, shape, force, dtype)
     return _BufferedSink(path, meta, shape, force, dtype)

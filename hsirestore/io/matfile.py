@@ -190,6 +190,45 @@ def read_mat(path, var: str | None = None, layout: str | None = None) -> Cube:
                 attrs={"variable": name, "mat_version": "5"})
 
 
+#: numpy dtype name -> MATLAB class (the ``MATLAB_class`` attribute of v7.3 variables)
+_MATLAB_CLASS = {"float32": "single", "float64": "double", "uint8": "uint8", "int8": "int8",
+                 "uint16": "uint16", "int16": "int16", "uint32": "uint32", "int32": "int32",
+                 "uint64": "uint64", "int64": "int64", "bool": "logical"}
+#: arrays from this size on must be v7.3 (v5 cannot hold them)
+V73_BYTES = 2**31
+
+
+def wants_v73(nbytes: int, attrs: dict) -> bool:
+    """Whether a cube is written as MATLAB v7.3: when v5 cannot hold it, or it came from v7.3."""
+    return nbytes >= V73_BYTES or str(attrs.get("mat_version")) == "7.3"
+
+
+def _v73_variable(f, name: str, data=None, shape=None, dtype=None, **kw):
+    """A MATLAB variable in an open v7.3 file: the dataset (in HDF5, i.e. reversed axis
+    order) with its ``MATLAB_class`` attribute, so MATLAB's ``load`` accepts it."""
+    if data is not None:
+        ds = f.create_dataset(name, data=data, **kw)
+    else:
+        ds = f.create_dataset(name, shape=shape, dtype=dtype, **kw)
+    ds.attrs["MATLAB_class"] = np.bytes_(_MATLAB_CLASS.get(ds.dtype.name, "double"))
+    return ds
+
+
+def _v73_char(f, name: str, text: str) -> None:
+    """A MATLAB char row vector (uint16 codes, MATLAB_class 'char')."""
+    ds = f.create_dataset(name, data=np.array([[ord(ch)] for ch in text], np.uint16))
+    ds.attrs["MATLAB_class"] = np.bytes_("char")
+    ds.attrs["MATLAB_int_decode"] = np.int32(2)
+
+
+def _v73_header(path: Path) -> None:
+    """The 128-byte MATLAB 7.3 header in the HDF5 user block (text, subsystem offset,
+    version 0x0200, endian indicator 'IM')."""
+    with open(path, "r+b") as fh:
+        head = b"MATLAB 7.3 MAT-file, Platform: hsirestore, Created by hsirestore HDF5 schema 1.00 ."
+        fh.write(head.ljust(116) + b"\x00" * 8 + b"\x00\x02" + b"IM")
+
+
 def write_mat(cube: Cube, path, force: bool = False, dtype: str | None = None,
               var: str = "cube") -> list[Path]:
     """Write (rows, cols, bands) as ``var`` (+ ``wavelength``) in MATLAB v5 format, or v7.3
@@ -202,18 +241,18 @@ def write_mat(cube: Cube, path, force: bool = False, dtype: str | None = None,
     matlab = np.ascontiguousarray(np.moveaxis(arr, 0, -1))
     if cube.bands == 1:
         matlab = matlab[..., 0]
-    v73 = matlab.nbytes >= 2**31 or str(cube.attrs.get("mat_version")) == "7.3"
+    v73 = wants_v73(matlab.nbytes, cube.attrs)
     with atomic_paths([path], force=force) as (tmp,):
         if v73:
             import h5py
 
             with h5py.File(tmp, "w", userblock_size=512) as f:
-                f.create_dataset(var, data=matlab.T)
+                _v73_variable(f, var, data=matlab.T)
                 if cube.wavelengths is not None:
-                    f.create_dataset("wavelength", data=cube.wavelengths[None, :].T)
-            with open(tmp, "r+b") as fh:  # MATLAB 7.3 header in the user block
-                head = b"MATLAB 7.3 MAT-file, Platform: hsirestore, Created by hsirestore HDF5 schema"
-                fh.write(head.ljust(116) + b"\x00" * 8 + b"\x00\x02" + b"IM")
+                    _v73_variable(f, "wavelength", data=np.asarray(cube.wavelengths, np.float64)[None, :].T)
+                if cube.bands > 1:
+                    _v73_char(f, LAYOUT_VAR, "bands-last")
+            _v73_header(tmp)
         else:
             import scipy.io as sio
 
@@ -224,3 +263,106 @@ def write_mat(cube: Cube, path, force: bool = False, dtype: str | None = None,
                 out[LAYOUT_VAR] = "bands-last"
             sio.savemat(str(tmp), out, do_compression=True)
     return [path]
+
+
+class MatV73Sink:
+    """Incremental MATLAB v7.3 writer (for cubes too large to hold in memory): windows go
+    straight into a chunked, gzip-compressed ``cube`` variable (rows, cols, bands) of a
+    temporary file beside the target; ``commit()`` adds the header and renames it.
+
+    Invalid pixels (a non-finite value in any band) are written as NaN in float outputs and
+    as the cube's nodata (else 0) in integer ones, as :func:`write_mat` does.
+    """
+
+    def __init__(self, path, meta: Cube, shape, force: bool = False, dtype: str | None = None,
+                 var: str = "cube"):
+        import os
+        import tempfile
+
+        import h5py
+
+        from hsirestore.errors import OutputError, ShapeError
+        from hsirestore.io.atomic import check_writable
+        from hsirestore.io.common import invalid_fill
+
+        self.path = Path(path)
+        check_writable([self.path], force)
+        self.force = force
+        self.shape = tuple(int(v) for v in shape)
+        if len(self.shape) != 3 or min(self.shape) < 1:
+            raise ShapeError(f"cannot create a MATLAB cube of shape {self.shape}")
+        self.dtype = np.dtype(dtype or "float32")
+        cast_for_writing(np.zeros((1, 1, 1), np.float32), self.dtype.name)  # unsupported -> error now
+        self._fill = invalid_fill(meta.nodata, self.dtype) if self.dtype.kind in "ui" else None
+        self.tmp: Path | None = None
+        self.f = None
+        bands, rows, cols = self.shape
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp.mat",
+                                        dir=self.path.parent if str(self.path.parent) else ".")
+            os.close(fd)
+            os.unlink(name)
+            self.tmp = Path(name)
+            self.f = h5py.File(self.tmp, "x", userblock_size=512)
+            # MATLAB (rows, cols, bands) is (bands, cols, rows) in HDF5
+            self.ds = _v73_variable(self.f, var, shape=(bands, cols, rows), dtype=self.dtype,
+                                    chunks=(min(bands, 32), min(cols, 256), min(rows, 16)),
+                                    compression="gzip", compression_opts=4)
+            if meta.wavelengths is not None and len(meta.wavelengths) == bands:
+                _v73_variable(self.f, "wavelength", data=np.asarray(meta.wavelengths, np.float64)[None, :].T)
+            if bands > 1:
+                _v73_char(self.f, LAYOUT_VAR, "bands-last")
+        except OSError as e:
+            self.abort()
+            raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from e
+        except BaseException:
+            self.abort()
+            raise
+
+    def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
+        """Write a float32 block (bands, h, w) with its top-left corner at (r0, c0)."""
+        from hsirestore.errors import ShapeError
+        from hsirestore.io.common import fill_invalid
+
+        block = np.asarray(block)
+        if block.ndim != 3 or block.shape[0] != self.shape[0] or r0 < 0 or c0 < 0 \
+                or r0 + block.shape[1] > self.shape[1] or c0 + block.shape[2] > self.shape[2]:
+            raise ShapeError(f"block of shape {block.shape} at ({r0}, {c0}) does not fit a cube of "
+                             f"shape {self.shape}")
+        _, h, w = block.shape
+        block, _ = fill_invalid(block, self._fill)
+        self.ds[:, c0:c0 + w, r0:r0 + h] = cast_for_writing(block, self.dtype.name).transpose(0, 2, 1)
+
+    def commit(self) -> None:
+        """Close the temporary file, write the MATLAB header and rename it onto the target."""
+        import os
+
+        from hsirestore.errors import OutputError, OutputExistsError
+
+        try:
+            self.f.close()
+            _v73_header(self.tmp)
+            if not self.force and self.path.exists():
+                self.abort()
+                raise OutputExistsError(f"{self.path} appeared while writing; pass --force to overwrite it")
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            self.abort()
+            raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from e
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Close and remove the temporary file (the target is left as it was)."""
+        import contextlib
+
+        f = getattr(self, "f", None)
+        if f is not None and f.id.valid:
+            with contextlib.suppress(Exception):
+                f.close()
+        tmp = getattr(self, "tmp", None)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                if tmp.exists():
+                    tmp.unlink()
