@@ -14,27 +14,23 @@ import torch
 from hsirestore.physics.cassi import cassi_adjoint, cassi_forward, mask_phi_sum
 
 
-def _grad(u: torch.Tensor) -> torch.Tensor:
-    """Forward differences (zero at the last row/column): (..., H, W) -> (2, ..., H, W)."""
+def _grad(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward differences (zero at the last row/column): (..., H, W) -> (gy, gx)."""
     gy = torch.zeros_like(u)
     gx = torch.zeros_like(u)
-    gy[..., :-1, :] = u[..., 1:, :] - u[..., :-1, :]
-    gx[..., :, :-1] = u[..., :, 1:] - u[..., :, :-1]
-    return torch.stack([gy, gx])
+    torch.sub(u[..., 1:, :], u[..., :-1, :], out=gy[..., :-1, :])
+    torch.sub(u[..., :, 1:], u[..., :, :-1], out=gx[..., :, :-1])
+    return gy, gx
 
 
-def _div(p: torch.Tensor) -> torch.Tensor:
-    """Divergence, the negative adjoint of :func:`_grad`: (2, ..., H, W) -> (..., H, W)."""
-    py, px = p[0], p[1]
-    dy = torch.zeros_like(py)
-    dx = torch.zeros_like(px)
-    dy[..., 0, :] = py[..., 0, :]
-    dy[..., 1:-1, :] = py[..., 1:-1, :] - py[..., :-2, :]
-    dy[..., -1, :] = -py[..., -2, :]
-    dx[..., :, 0] = px[..., :, 0]
-    dx[..., :, 1:-1] = px[..., :, 1:-1] - px[..., :, :-2]
-    dx[..., :, -1] = -px[..., :, -2]
-    return dy + dx
+def _div(py: torch.Tensor, px: torch.Tensor) -> torch.Tensor:
+    """Divergence, the negative adjoint of :func:`_grad`, of a field whose last row (py) and
+    last column (px) are zero, as every field made of :func:`_grad` outputs is."""
+    d = py.clone()
+    d[..., 1:, :] -= py[..., :-1, :]
+    d += px
+    d[..., :, 1:] -= px[..., :, :-1]
+    return d
 
 
 def tv_denoise(f: torch.Tensor, weight: float, iterations: int = 5, tau: float = 0.125) -> torch.Tensor:
@@ -44,12 +40,15 @@ def tv_denoise(f: torch.Tensor, weight: float, iterations: int = 5, tau: float =
     """
     if weight <= 0:
         return f
-    p = torch.zeros((2, *f.shape), dtype=f.dtype, device=f.device)
+    py = torch.zeros_like(f)
+    px = torch.zeros_like(f)
+    fw = f / weight
     for _ in range(iterations):
-        g = _grad(_div(p) - f / weight)
-        norm = torch.sqrt(g[0] ** 2 + g[1] ** 2)
-        p = (p + tau * g) / (1 + tau * norm)
-    return f - weight * _div(p)
+        gy, gx = _grad(_div(py, px) - fw)
+        denom = torch.sqrt(gy * gy + gx * gx).mul_(tau).add_(1)
+        py = gy.mul_(tau).add_(py).div_(denom)
+        px = gx.mul_(tau).add_(px).div_(denom)
+    return f - weight * _div(py, px)
 
 
 @torch.no_grad()
