@@ -1,7 +1,7 @@
 """Cube I/O (never imports torch): ENVI, GeoTIFF/TIFF, MATLAB .mat (v5, v7.3), HDF5, RGB.
 
 ``read_cube`` / ``write_cube`` dispatch on the suffix (and magic bytes where the suffix is
-not decisive); ``open_cube`` / ``create_cube`` stream windows for ENVI, GeoTIFF and HDF5.
+not decisive); ``open_cube`` / ``create_cube`` stream windows for ENVI, GeoTIFF, HDF5 and MATLAB v7.3.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from hsirestore.errors import FormatError
 from hsirestore.io.cube import ArraySink, ArraySource, Cube, CubeSink, CubeSource
-from hsirestore.io.rgb import RGB_SUFFIXES, read_rgb, write_rgb
+from hsirestore.io.rgb import read_rgb, write_rgb
 
 __all__ = ["Cube", "CubeSource", "CubeSink", "read_cube", "write_cube", "open_cube",
            "create_cube", "read_rgb", "write_rgb", "detect_format", "output_paths"]

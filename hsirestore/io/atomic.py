@@ -31,6 +31,64 @@ def check_writable(paths: Sequence[os.PathLike | str], force: bool) -> list[Path
     return out
 
 
+def temp_path(target: Path) -> Path:
+    """A free temporary name beside ``target`` (``.stem.XXXX.tmp<suffix>``); the file is not
+    created, so writers that refuse existing files (h5py mode "x") can create it."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
+                                dir=target.parent if str(target.parent) else ".")
+    os.close(fd)
+    os.unlink(name)
+    return Path(name)
+
+
+class StagedFile:
+    """One output written under a temporary name beside its target and renamed onto it by
+    :meth:`publish` (refusing a target that appeared meanwhile unless ``force``), or closed
+    and removed by :meth:`discard`. ``opener(tmp)`` opens the temporary file and returns an
+    object with ``close()`` (e.g. an ``h5py.File``), kept as ``self.f``."""
+
+    def __init__(self, target: os.PathLike | str, force: bool, opener):
+        self.target, self.force = Path(target), force
+        self.tmp: Path | None = None
+        self.f = None
+        try:
+            self.tmp = temp_path(self.target)
+            self.f = opener(self.tmp)
+        except OSError as e:
+            self.discard()
+            raise OutputError(f"cannot write {self.target}: {e.strerror or e}") from e
+        except BaseException:
+            self.discard()
+            raise
+
+    def publish(self, finish=None) -> None:
+        """Close the file, run ``finish(tmp)`` (e.g. to write a header) and rename it onto the
+        target; on any failure (or Ctrl-C) the temporary file is removed."""
+        try:
+            self.f.close()
+            if finish is not None:
+                finish(self.tmp)
+            if not self.force and self.target.exists():
+                raise OutputExistsError(f"{self.target} appeared while writing; pass --force to overwrite it")
+            os.replace(self.tmp, self.target)
+        except OSError as e:
+            self.discard()
+            raise OutputError(f"cannot write {self.target}: {e.strerror or e}") from e
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (the target is left as it was)."""
+        if self.f is not None:
+            with contextlib.suppress(Exception):
+                self.f.close()
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                if self.tmp.exists():
+                    self.tmp.unlink()
+
+
 @contextlib.contextmanager
 def atomic_paths(paths: Sequence[os.PathLike | str], force: bool = False) -> Iterator[list[Path]]:
     """Yield temporary paths (same folder, same suffix) for ``paths``.
@@ -42,10 +100,7 @@ def atomic_paths(paths: Sequence[os.PathLike | str], force: bool = False) -> Ite
     temps: list[Path] = []
     try:
         for t in targets:
-            fd, name = tempfile.mkstemp(prefix=f".{t.stem}.", suffix=f".tmp{t.suffix}", dir=t.parent or ".")
-            os.close(fd)
-            os.unlink(name)  # writers create the file themselves
-            temps.append(Path(name))
+            temps.append(temp_path(t))  # writers create the file themselves
         yield temps
         for tmp, t in zip(temps, targets):
             if not tmp.exists():

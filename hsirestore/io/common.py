@@ -81,6 +81,19 @@ def cast_for_writing(data: np.ndarray, dtype: str | None) -> np.ndarray:
     raise FormatError(f"cannot write data type {dtype}")
 
 
+def check_block(shape: tuple[int, int, int], r0: int, c0: int, block: np.ndarray) -> np.ndarray:
+    """``block`` as an array, or ShapeError when a (bands, h, w) block at (r0, c0) does not
+    lie inside a cube of ``shape`` (bands, rows, cols)."""
+    from hsirestore.errors import ShapeError
+
+    block = np.asarray(block)
+    if block.ndim != 3 or block.shape[0] != shape[0] or r0 < 0 or c0 < 0 \
+            or r0 + block.shape[1] > shape[1] or c0 + block.shape[2] > shape[2]:
+        raise ShapeError(f"block of shape {block.shape} at ({r0}, {c0}) does not fit a cube of "
+                         f"shape {tuple(shape)}")
+    return block
+
+
 def invalid_fill(nodata: float | None, dtype) -> float | None:
     """The value written for invalid pixels: the cube's nodata when it has one, else NaN for
     float outputs (None: keep NaN) and 0 for integer outputs (which cannot hold NaN)."""

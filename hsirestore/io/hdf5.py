@@ -13,20 +13,17 @@ temporary file that ``commit()`` renames onto the target.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import posixpath
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hsirestore.errors import AmbiguousInputError, FormatError, OutputError, OutputExistsError, ShapeError
-from hsirestore.io.atomic import atomic_paths, check_writable
-from hsirestore.io.common import band_layout, cast_for_writing, clean, fill_invalid, invalid_fill
+from hsirestore.errors import AmbiguousInputError, FormatError, OutputError, ShapeError
+from hsirestore.io.atomic import StagedFile, atomic_paths, check_writable
+from hsirestore.io.common import band_layout, cast_for_writing, check_block, clean, fill_invalid, invalid_fill
 from hsirestore.io.cube import Cube
 
 WL_KEYS = ("wavelength", "wavelengths", "wavelength_nm")
@@ -323,16 +320,11 @@ class Hdf5Sink:
         self._fill = invalid_fill(meta.nodata, self.dtype)
         self._vkey = _valid_key(self.key)
         self._valid = None
-        self.tmp: Path | None = None
-        self.f = None
+        # w0=1: chunks that were written whole leave the cache first, partial ones stay
+        self.stage = StagedFile(file, force, lambda tmp: h5py.File(
+            tmp, "x", rdcc_w0=1.0, **_chunk_cache(cache, chunk_bytes)))
+        self.f = self.stage.f
         try:
-            fd, name = tempfile.mkstemp(prefix=f".{file.stem}.", suffix=".tmp" + (file.suffix or ".h5"),
-                                        dir=file.parent if str(file.parent) else ".")
-            os.close(fd)
-            os.unlink(name)  # h5py creates it, with the usual permissions (mkstemp's are 0600)
-            self.tmp = Path(name)
-            # w0=1: chunks that were written whole leave the cache first, partial ones stay
-            self.f = h5py.File(self.tmp, "x", rdcc_w0=1.0, **_chunk_cache(cache, chunk_bytes))
             self.ds = self.f.create_dataset(self.key, shape=self.shape, dtype=self.dtype,
                                             chunks=self.chunks, compression="gzip", compression_opts=4)
             if meta.valid is not None and tuple(meta.valid.shape) == self.shape[1:] and self._vkey:
@@ -356,11 +348,7 @@ class Hdf5Sink:
 
     def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
         """Write a float32 block (bands, h, w) with its top-left corner at (r0, c0)."""
-        block = np.asarray(block)
-        if block.ndim != 3 or block.shape[0] != self.shape[0] or r0 < 0 or c0 < 0 \
-                or r0 + block.shape[1] > self.shape[1] or c0 + block.shape[2] > self.shape[2]:
-            raise ShapeError(f"block of shape {block.shape} at ({r0}, {c0}) does not fit a cube of "
-                             f"shape {self.shape}")
+        block = check_block(self.shape, r0, c0, block)
         _, h, w = block.shape
         block, bad = fill_invalid(block, self._fill)  # never modifies the caller's array
         if bad.any():
@@ -375,26 +363,17 @@ class Hdf5Sink:
         """Write the attributes, close the temporary file and rename it onto the target."""
         try:
             _write_attrs(self.ds, self.meta)
-            self.f.close()
-            if not self.force and self.path.exists():
-                self.abort()
-                raise OutputExistsError(f"{self.path} appeared while writing; pass --force to overwrite it")
-            os.replace(self.tmp, self.path)
-        except OSError as e:
-            self.abort()
-            raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from e
-        except BaseException:  # any other failure (or Ctrl-C) leaves no temporary file behind
+        except BaseException:  # any failure (or Ctrl-C) leaves no temporary file behind
             self.abort()
             raise
+        self.stage.publish()
+
+    @property
+    def tmp(self) -> Path | None:
+        return self.stage.tmp
 
     def abort(self) -> None:
         """Close and remove the temporary file (the target is left as it was)."""
-        f = getattr(self, "f", None)
-        if f is not None and f.id.valid:
-            with contextlib.suppress(Exception):
-                f.close()
-        tmp = getattr(self, "tmp", None)
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                if tmp.exists():
-                    tmp.unlink()
+        stage = getattr(self, "stage", None)
+        if stage is not None:
+            stage.discard()

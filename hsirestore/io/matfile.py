@@ -276,42 +276,32 @@ class MatV73Sink:
 
     def __init__(self, path, meta: Cube, shape, force: bool = False, dtype: str | None = None,
                  var: str = "cube"):
-        import os
-        import tempfile
-
         import h5py
 
         from hsirestore.errors import OutputError, ShapeError
-        from hsirestore.io.atomic import check_writable
+        from hsirestore.io.atomic import StagedFile, check_writable
         from hsirestore.io.common import invalid_fill
 
         self.path = Path(path)
         check_writable([self.path], force)
-        self.force = force
         self.shape = tuple(int(v) for v in shape)
         if len(self.shape) != 3 or min(self.shape) < 1:
             raise ShapeError(f"cannot create a MATLAB cube of shape {self.shape}")
         self.dtype = np.dtype(dtype or "float32")
         cast_for_writing(np.zeros((1, 1, 1), np.float32), self.dtype.name)  # unsupported -> error now
         self._fill = invalid_fill(meta.nodata, self.dtype) if self.dtype.kind in "ui" else None
-        self.tmp: Path | None = None
-        self.f = None
         bands, rows, cols = self.shape
+        self.stage = StagedFile(self.path, force, lambda tmp: h5py.File(tmp, "x", userblock_size=512))
+        f = self.stage.f
         try:
-            fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp.mat",
-                                        dir=self.path.parent if str(self.path.parent) else ".")
-            os.close(fd)
-            os.unlink(name)
-            self.tmp = Path(name)
-            self.f = h5py.File(self.tmp, "x", userblock_size=512)
             # MATLAB (rows, cols, bands) is (bands, cols, rows) in HDF5
-            self.ds = _v73_variable(self.f, var, shape=(bands, cols, rows), dtype=self.dtype,
+            self.ds = _v73_variable(f, var, shape=(bands, cols, rows), dtype=self.dtype,
                                     chunks=(min(bands, 32), min(cols, 256), min(rows, 16)),
                                     compression="gzip", compression_opts=4)
             if meta.wavelengths is not None and len(meta.wavelengths) == bands:
-                _v73_variable(self.f, "wavelength", data=np.asarray(meta.wavelengths, np.float64)[None, :].T)
+                _v73_variable(f, "wavelength", data=np.asarray(meta.wavelengths, np.float64)[None, :].T)
             if bands > 1:
-                _v73_char(self.f, LAYOUT_VAR, "bands-last")
+                _v73_char(f, LAYOUT_VAR, "bands-last")
         except OSError as e:
             self.abort()
             raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from e
@@ -321,48 +311,17 @@ class MatV73Sink:
 
     def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
         """Write a float32 block (bands, h, w) with its top-left corner at (r0, c0)."""
-        from hsirestore.errors import ShapeError
-        from hsirestore.io.common import fill_invalid
+        from hsirestore.io.common import check_block, fill_invalid
 
-        block = np.asarray(block)
-        if block.ndim != 3 or block.shape[0] != self.shape[0] or r0 < 0 or c0 < 0 \
-                or r0 + block.shape[1] > self.shape[1] or c0 + block.shape[2] > self.shape[2]:
-            raise ShapeError(f"block of shape {block.shape} at ({r0}, {c0}) does not fit a cube of "
-                             f"shape {self.shape}")
+        block = check_block(self.shape, r0, c0, block)
         _, h, w = block.shape
         block, _ = fill_invalid(block, self._fill)
         self.ds[:, c0:c0 + w, r0:r0 + h] = cast_for_writing(block, self.dtype.name).transpose(0, 2, 1)
 
     def commit(self) -> None:
         """Close the temporary file, write the MATLAB header and rename it onto the target."""
-        import os
-
-        from hsirestore.errors import OutputError, OutputExistsError
-
-        try:
-            self.f.close()
-            _v73_header(self.tmp)
-            if not self.force and self.path.exists():
-                self.abort()
-                raise OutputExistsError(f"{self.path} appeared while writing; pass --force to overwrite it")
-            os.replace(self.tmp, self.path)
-        except OSError as e:
-            self.abort()
-            raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from e
-        except BaseException:
-            self.abort()
-            raise
+        self.stage.publish(finish=_v73_header)
 
     def abort(self) -> None:
         """Close and remove the temporary file (the target is left as it was)."""
-        import contextlib
-
-        f = getattr(self, "f", None)
-        if f is not None and f.id.valid:
-            with contextlib.suppress(Exception):
-                f.close()
-        tmp = getattr(self, "tmp", None)
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                if tmp.exists():
-                    tmp.unlink()
+        self.stage.discard()
