@@ -365,7 +365,10 @@ def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
         "config": {**spec.config, **cfg.get("model_overrides", {})},
         "training_data": "CAVE train split (20 scenes) interpolated to the 28 TSA-Net bands; "
                          "masks: mask_256.mat and random crops of mask_real_660.mat; "
-                         f"{cfg['patch']}x{cfg['patch']} patches, batch {cfg['batch_size']}",
+                         f"{cfg['patch']}x{cfg['patch']} patches, batch {cfg['batch_size']}"
+                         + ("; GAP-TV estimates precomputed on 256x256 tiles of every scene "
+                            "(train cassi-pool: 4 tiles coded by mask_256.mat and one by a "
+                            "random mask_real_660.mat crop per scene)" if cfg.get("gaptv_pool") else ""),
         "training": {k: cfg[k] for k in ("steps", "lr", "mask_aware", "shot_noise", "seed")},
         "steps": ck["step"],
         "val_metrics": {**_validate_state(spec.name, state, cfg),
