@@ -42,8 +42,10 @@ def test_demo_with_shipped_weights(tmp_path):
     from hsirestore.registry import get_spec
     from hsirestore.weights import read_manifest
 
-    if get_spec("s2former-unfolded").weights not in read_manifest().get("files", {}):
-        pytest.skip("no shipped s2former-unfolded weights")
+    from hsirestore.inference.cassi import DEFAULT_MODEL
+
+    if get_spec(DEFAULT_MODEL).weights not in read_manifest().get("files", {}):
+        pytest.skip(f"no shipped {DEFAULT_MODEL} weights")
     r = CliRunner().invoke(app, ["demo", str(tmp_path / "d"), "--size", "32"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.strip().splitlines()[-1])["mpsnr"] > 10
