@@ -51,9 +51,16 @@ class StagedFile:
         self.target, self.force = Path(target), force
         self.tmp: Path | None = None
         self.f = None
-        try:
+        with self.guard():
             self.tmp = temp_path(self.target)
             self.f = opener(self.tmp)
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Run a block that writes the file: on any failure (or Ctrl-C) the temporary file is
+        removed, and OS errors become one-line OutputErrors."""
+        try:
+            yield
         except OSError as e:
             self.discard()
             raise OutputError(f"cannot write {self.target}: {e.strerror or e}") from e
@@ -63,20 +70,14 @@ class StagedFile:
 
     def publish(self, finish=None) -> None:
         """Close the file, run ``finish(tmp)`` (e.g. to write a header) and rename it onto the
-        target; on any failure (or Ctrl-C) the temporary file is removed."""
-        try:
+        target; on any failure the temporary file is removed."""
+        with self.guard():
             self.f.close()
             if finish is not None:
                 finish(self.tmp)
             if not self.force and self.target.exists():
                 raise OutputExistsError(f"{self.target} appeared while writing; pass --force to overwrite it")
             os.replace(self.tmp, self.target)
-        except OSError as e:
-            self.discard()
-            raise OutputError(f"cannot write {self.target}: {e.strerror or e}") from e
-        except BaseException:
-            self.discard()
-            raise
 
     def discard(self) -> None:
         """Close and remove the temporary file (the target is left as it was)."""

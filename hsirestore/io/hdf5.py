@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from hsirestore.errors import AmbiguousInputError, FormatError, OutputError, ShapeError
+from hsirestore.errors import AmbiguousInputError, FormatError, ShapeError
 from hsirestore.io.atomic import StagedFile, atomic_paths, check_writable
 from hsirestore.io.common import band_layout, cast_for_writing, check_block, clean, fill_invalid, invalid_fill
 from hsirestore.io.cube import Cube
@@ -324,17 +324,11 @@ class Hdf5Sink:
         self.stage = StagedFile(file, force, lambda tmp: h5py.File(
             tmp, "x", rdcc_w0=1.0, **_chunk_cache(cache, chunk_bytes)))
         self.f = self.stage.f
-        try:
+        with self.stage.guard():
             self.ds = self.f.create_dataset(self.key, shape=self.shape, dtype=self.dtype,
                                             chunks=self.chunks, compression="gzip", compression_opts=4)
             if meta.valid is not None and tuple(meta.valid.shape) == self.shape[1:] and self._vkey:
                 self._create_valid(meta.valid)
-        except OSError as e:
-            self.abort()
-            raise OutputError(f"cannot write {file}: {e.strerror or e}") from e
-        except BaseException:
-            self.abort()
-            raise
 
     def _create_valid(self, data=None) -> None:
         rows, cols = self.shape[1:]
@@ -361,11 +355,8 @@ class Hdf5Sink:
 
     def commit(self) -> None:
         """Write the attributes, close the temporary file and rename it onto the target."""
-        try:
+        with self.stage.guard():  # any failure (or Ctrl-C) leaves no temporary file behind
             _write_attrs(self.ds, self.meta)
-        except BaseException:  # any failure (or Ctrl-C) leaves no temporary file behind
-            self.abort()
-            raise
         self.stage.publish()
 
     @property

@@ -278,7 +278,7 @@ class MatV73Sink:
                  var: str = "cube"):
         import h5py
 
-        from hsirestore.errors import OutputError, ShapeError
+        from hsirestore.errors import ShapeError
         from hsirestore.io.atomic import StagedFile, check_writable
         from hsirestore.io.common import invalid_fill
 
@@ -293,7 +293,7 @@ class MatV73Sink:
         bands, rows, cols = self.shape
         self.stage = StagedFile(self.path, force, lambda tmp: h5py.File(tmp, "x", userblock_size=512))
         f = self.stage.f
-        try:
+        with self.stage.guard():
             # MATLAB (rows, cols, bands) is (bands, cols, rows) in HDF5
             self.ds = _v73_variable(f, var, shape=(bands, cols, rows), dtype=self.dtype,
                                     chunks=(min(bands, 32), min(cols, 256), min(rows, 16)),
@@ -302,12 +302,6 @@ class MatV73Sink:
                 _v73_variable(f, "wavelength", data=np.asarray(meta.wavelengths, np.float64)[None, :].T)
             if bands > 1:
                 _v73_char(f, LAYOUT_VAR, "bands-last")
-        except OSError as e:
-            self.abort()
-            raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from e
-        except BaseException:
-            self.abort()
-            raise
 
     def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
         """Write a float32 block (bands, h, w) with its top-left corner at (r0, c0)."""
