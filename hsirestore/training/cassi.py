@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from hsirestore.physics.cassi import (CASSI_WAVELENGTHS_28, cassi_forward, interpolate_bands,
                                       mean_intensity, model_input)
+from hsirestore.training.cassi_pool import load_mask
 from hsirestore.training.cave import centre_crop, load_cave, shared_data_dir
 
 #: Mean reflectance the compact model is trained around; decoders scale inputs to it.
@@ -68,12 +69,6 @@ class CassiTrainConfig:
     threads: int = 0  # torch CPU threads; 0: cores - 1 (at least 1, at most 8)
 
 
-def _load_mask(path: Path) -> np.ndarray:
-    import scipy.io as sio
-
-    return sio.loadmat(str(path))["mask"].astype(np.float32)
-
-
 class CassiPatches:
     """Random training batches: (cube (N, 28, P, P), mask (N, P, P)) as float32 tensors."""
 
@@ -89,8 +84,8 @@ class CassiPatches:
             raise FileNotFoundError(f"no CAVE scenes under {data_dir}/cave/{split}")
         wl = np.asarray(CASSI_WAVELENGTHS_28)
         self.cubes = [interpolate_bands(c, w, wl).astype(np.float32) for _, c, w in scenes]
-        self.masks = [_load_mask(data_dir / "cassi" / "mask_256.mat"),
-                      _load_mask(data_dir / "cassi" / "mask_real_660.mat")]
+        self.masks = [load_mask(data_dir / "cassi" / "mask_256.mat"),
+                      load_mask(data_dir / "cassi" / "mask_real_660.mat")]
         self.rng = np.random.default_rng(cfg.seed)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,7 +184,7 @@ def validate(model, data_dir: Path, bands: int = 28, step: int = 2) -> dict:
     from hsirestore.training.cave import load_cave_scene
 
     dev = next(model.parameters()).device
-    mask = torch.from_numpy(_load_mask(data_dir / "cassi" / "mask_256.mat")).to(dev)
+    mask = torch.from_numpy(load_mask(data_dir / "cassi" / "mask_256.mat")).to(dev)
     wl = np.asarray(CASSI_WAVELENGTHS_28)
     model.eval()
     out = {}

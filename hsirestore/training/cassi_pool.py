@@ -20,7 +20,8 @@ import numpy as np
 from hsirestore.physics.cassi import CASSI_WAVELENGTHS_28, cassi_forward, interpolate_bands
 
 
-def _load_mask(path: Path) -> np.ndarray:
+def load_mask(path: Path) -> np.ndarray:
+    """The ``mask`` variable of a TSA-Net mask file as float32 (H, W)."""
     import scipy.io as sio
 
     return sio.loadmat(str(path))["mask"].astype(np.float32)
@@ -72,8 +73,8 @@ def build_gaptv_pool(folder: os.PathLike | str, data_dir: Path, tile: int = 256,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     scenes = load_scenes(data_dir)
-    sim = _load_mask(Path(data_dir) / "cassi" / "mask_256.mat")
-    real = _load_mask(Path(data_dir) / "cassi" / "mask_real_660.mat")
+    sim = load_mask(Path(data_dir) / "cassi" / "mask_256.mat")
+    real = load_mask(Path(data_dir) / "cassi" / "mask_real_660.mat")
     if sim.shape[0] < tile or sim.shape[1] < tile:
         raise ValueError(f"mask_256.mat is smaller than the {tile}-pixel tile")
     plan = tile_plan(scenes, tile, real.shape, real_per_scene, seed)
