@@ -83,3 +83,20 @@ def test_gap_tv_is_homogeneous():
     a = gap_tv(y, mask, 8, 2, iterations=10)
     b = gap_tv(7.0 * y, mask, 8, 2, iterations=10)
     torch.testing.assert_close(b, 7.0 * a, rtol=1e-3, atol=1e-4)
+
+
+def test_gap_tv_batch_matches_one_at_a_time():
+    """A batch (N, H, W') with its own masks decodes as N separate calls (own TV weights)."""
+    torch.manual_seed(0)
+    xs = torch.stack([_scene(), 3.0 * _scene().flip(-1)])
+    masks = torch.rand(2, 32, 32)
+    ys = torch.stack([cassi_forward(xs[i], masks[i], 2) for i in range(2)])
+    batch = gap_tv(ys, masks, 8, 2, iterations=8)
+    assert batch.shape == (2, 8, 32, 32)
+    for i in range(2):
+        torch.testing.assert_close(batch[i], gap_tv(ys[i], masks[i], 8, 2, iterations=8),
+                                   rtol=1e-4, atol=1e-5)
+    # one mask shared by the batch
+    shared = gap_tv(ys, masks[0], 8, 2, iterations=3)
+    torch.testing.assert_close(shared[1], gap_tv(ys[1], masks[0], 8, 2, iterations=3),
+                               rtol=1e-4, atol=1e-5)

@@ -22,6 +22,8 @@ Examples:
   hsirestore train cassi --out runs/cassi --resume --max-minutes 60
   hsirestore train cassi --preset s2former-unfolded --init-weights weights/s2former-unfolded.safetensors
   hsirestore train cassi --preset s2former --patch 128 --batch-size 8   # published size, GPU
+  hsirestore train cassi --preset s2former-gaptv --device cuda --gaptv-online 1024 \\
+      --patch 256 --batch-size 8 --max-minutes 60 --time-schedule            # GAP-TV made on the GPU
 """)
 def train_cassi(
     preset: str = typer.Option("s2former-compact", help="Registered model name."),
@@ -42,6 +44,10 @@ def train_cassi(
     init_weights: Path = typer.Option(None, help="Start from these weights (e.g. weights/s2former-unfolded.safetensors)."),
     reset_output: bool = typer.Option(False, help="Zero each stage's output convolution after --init-weights (start as the identity on the stage input)."),
     gaptv_pool: Path = typer.Option(None, help="Precomputed GAP-TV tiles for GAP-TV-initialised presets (s2former-gaptv); see 'train cassi-pool'."),
+    gaptv_online: int = typer.Option(0, help="Instead of --gaptv-pool: make a pool of this many GAP-TV tiles on the training device (fast on a GPU), remade a few at a time as training goes."),
+    gaptv_tile: int = typer.Option(256, help="Tile size of the --gaptv-online pool (<= 256, >= --patch)."),
+    gaptv_refresh: int = typer.Option(16, help="--gaptv-online: tiles remade every 20 steps (0: never)."),
+    time_schedule: bool = typer.Option(False, help="Fit the cosine learning-rate decay to --max-minutes (ends at the time limit or --steps, whichever comes first)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     threads: int = typer.Option(0, help="CPU threads (0: cores - 1)."),
 ) -> None:
@@ -61,13 +67,21 @@ def train_cassi(
                            ckpt_minutes=ckpt_minutes, seed=seed,
                            init_weights=str(init_weights) if init_weights else "", device=device,
                            threads=threads, reset_output=reset_output,
-                           gaptv_pool=str(gaptv_pool) if gaptv_pool else "")
+                           gaptv_pool=str(gaptv_pool) if gaptv_pool else "",
+                           gaptv_online=gaptv_online, gaptv_tile=gaptv_tile,
+                           gaptv_refresh=gaptv_refresh, time_schedule=time_schedule)
+    if gaptv_online < 0 or gaptv_refresh < 0:
+        raise OptionError("--gaptv-online and --gaptv-refresh must be >= 0")
+    if gaptv_online and not patch <= gaptv_tile <= 256:
+        raise OptionError(f"--gaptv-tile must be between --patch ({patch}) and 256; got {gaptv_tile}")
+    if time_schedule and not max_minutes:
+        raise OptionError("--time-schedule needs --max-minutes")
     if reset_output and not init_weights:
         raise OptionError("--reset-output only applies with --init-weights")
     from hsirestore.registry import get_spec
 
     if get_spec(preset).config.get("init") == "gap-tv":
-        if gaptv_pool is None or not any(gaptv_pool.glob("*.npz")):
+        if not gaptv_online and (gaptv_pool is None or not any(gaptv_pool.glob("*.npz"))):
             raise OptionError(f"{preset} refines GAP-TV estimates: build them first with "
                               "'hsirestore train cassi-pool --out DIR' and pass --gaptv-pool DIR")
     train(cfg, resume=resume, data_dir=data_dir, log=typer.echo)

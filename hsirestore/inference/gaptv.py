@@ -33,12 +33,14 @@ def _div(py: torch.Tensor, px: torch.Tensor) -> torch.Tensor:
     return d
 
 
-def tv_denoise(f: torch.Tensor, weight: float, iterations: int = 5, tau: float = 0.125) -> torch.Tensor:
+def tv_denoise(f: torch.Tensor, weight: float | torch.Tensor, iterations: int = 5,
+               tau: float = 0.125) -> torch.Tensor:
     """Isotropic TV denoising of each band (Chambolle's projection), (..., H, W) -> same.
 
-    Minimises 0.5 * ||u - f||^2 + weight * TV(u).
+    Minimises 0.5 * ||u - f||^2 + weight * TV(u); ``weight`` is a number or a positive
+    tensor that broadcasts against f (one weight per cube of a batch, say).
     """
-    if weight <= 0:
+    if not torch.is_tensor(weight) and weight <= 0:
         return f
     py = torch.zeros_like(f)
     px = torch.zeros_like(f)
@@ -57,24 +59,29 @@ def gap_tv(y: torch.Tensor, mask: torch.Tensor, bands: int, step: int = 2, itera
            callback=None) -> torch.Tensor:
     """Decode a CASSI measurement y (H, W') with mask (H, W) into a cube (bands, H, W).
 
-    ``tv_weight`` is relative to the cube's scale: it is multiplied by the estimated mean
+    Leading dimensions are a batch decoded independently: y (N, H, W') with masks (N, H, W)
+    or one mask (H, W) gives (N, bands, H, W) -- on a GPU a batch costs little more than one.
+    ``tv_weight`` is relative to each cube's scale: it is multiplied by the estimated mean
     intensity of the scene, so the result is homogeneous of degree 1 in y.
     """
     y = y.to(torch.float64) if y.dtype == torch.float64 else y.float()
     mask = mask.to(y.dtype)
     phi = mask_phi_sum(mask, bands, step)
     phi = torch.where(phi > 0, phi, torch.ones_like(phi))
-    scale = float(y.sum()) / (bands * float(mask.sum()) + 1e-12)
-    weight = tv_weight * max(scale, 1e-12)
-    x = cassi_adjoint(y / phi, mask, bands, step)
+    msum = mask.sum((-2, -1)).to(torch.float64)
+    scale = y.sum((-2, -1), dtype=torch.float64) / (bands * msum + 1e-12)
+    weight = (tv_weight * scale.clamp_min(1e-12)).to(y.dtype)
+    weight = weight.expand(y.shape[:-2])[..., None, None, None]  # (..., 1, 1, 1)
+    m = mask.unsqueeze(-3)  # (..., 1, H, W): broadcasts over bands
+    x = cassi_adjoint(y / phi, m, bands, step)
     y1 = y.clone()
     for it in range(iterations):
-        yb = cassi_forward(x, mask, step)
+        yb = cassi_forward(x, m, step)
         if accelerate:
             y1 = y1 + (y - yb)
-            x = x + cassi_adjoint((y1 - yb) / phi, mask, bands, step)
+            x = x + cassi_adjoint((y1 - yb) / phi, m, bands, step)
         else:
-            x = x + cassi_adjoint((y - yb) / phi, mask, bands, step)
+            x = x + cassi_adjoint((y - yb) / phi, m, bands, step)
         x = tv_denoise(x, weight, tv_iterations)
         if callback is not None:
             callback(it, x)

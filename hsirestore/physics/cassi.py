@@ -94,14 +94,14 @@ def cassi_adjoint(y, mask, bands: int, step: int = 2):
 
 
 def mask_phi_sum(mask, bands: int, step: int = 2):
-    """diag(A A^T): sum_k shift(mask^2, step*k), shape (H, W'). Used by GAP."""
+    """diag(A A^T): sum_k shift(mask^2, step*k).  mask (..., H, W) -> (..., H, W'). Used by GAP."""
     if _is_torch(mask):
         import torch
 
-        stack = (mask * mask).unsqueeze(0).expand(bands, *mask.shape)
-        return cassi_forward(stack, torch.ones_like(mask), step)
-    stack = np.broadcast_to(mask * mask, (bands, *mask.shape))
-    return cassi_forward(stack, np.ones_like(mask), step)
+        stack = (mask * mask).unsqueeze(-3).expand(*mask.shape[:-2], bands, *mask.shape[-2:])
+        return cassi_forward(stack, torch.ones((), dtype=mask.dtype, device=mask.device), step)
+    stack = np.broadcast_to((mask * mask)[..., None, :, :], (*mask.shape[:-2], bands, *mask.shape[-2:]))
+    return cassi_forward(stack, np.ones((), dtype=mask.dtype), step)
 
 
 def interpolate_bands(cube: np.ndarray, wl_from, wl_to) -> np.ndarray:

@@ -28,12 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from hsirestore.physics.cassi import (CASSI_WAVELENGTHS_28, cassi_forward, interpolate_bands,
-                                      mean_intensity, model_input)
+                                      model_input)
 from hsirestore.training.cassi_pool import load_mask
 from hsirestore.training.cave import centre_crop, load_cave, shared_data_dir
 
 #: Mean reflectance the compact model is trained around; decoders scale inputs to it.
 TRAIN_MEAN = 0.15
+#: Steps between refreshes of an online GAP-TV pool.
+REFRESH_EVERY = 20
 
 
 @dataclass
@@ -65,6 +67,10 @@ class CassiTrainConfig:
     init_weights: str = ""  # start from these weights (e.g. the shipped ones) unless resuming
     reset_output: bool = False  # zero each stage's output conv after init_weights (identity start)
     gaptv_pool: str = ""  # folder of precomputed GAP-TV tiles (models with init="gap-tv")
+    gaptv_online: int = 0  # instead: a pool of this many tiles made on the training device
+    gaptv_tile: int = 256  # tile size of the online pool
+    gaptv_refresh: int = 16  # online pool: tiles remade every REFRESH_EVERY steps
+    time_schedule: bool = False  # cosine decay over max_minutes (or steps, whichever is first)
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
     threads: int = 0  # torch CPU threads; 0: cores - 1 (at least 1, at most 8)
 
@@ -143,7 +149,7 @@ class GaptvPatches:
 def simulate(x: torch.Tensor, mask: torch.Tensor, bands: int, step: int, shot_noise: float = 0.0,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Measurements (N, P, P + step*(bands-1)) of cubes (N, bands, P, P) under masks (N, P, P)."""
-    y = torch.stack([cassi_forward(x[i], mask[i], step) for i in range(x.shape[0])])
+    y = cassi_forward(x, mask[:, None], step)
     if shot_noise > 0:
         y = torch.poisson(y.clamp_min(0) * shot_noise, generator=generator) / shot_noise
     return y
@@ -152,14 +158,15 @@ def simulate(x: torch.Tensor, mask: torch.Tensor, bands: int, step: int, shot_no
 def normalised_input(y: torch.Tensor, mask: torch.Tensor, bands: int, step: int,
                      jitter: torch.Tensor | None = None, return_meas: bool = False):
     """(model input (N, bands, H, W), scales (N,)[, normalised measurements (N, H, W')])
-    with each measurement scaled so that its estimated mean intensity is TRAIN_MEAN (times
-    ``jitter`` (N,) when given)."""
-    scales = torch.tensor([mean_intensity(y[i], mask[i], bands) / TRAIN_MEAN for i in range(y.shape[0])],
-                          dtype=y.dtype).clamp_min(1e-8)
+    with each measurement scaled so that its estimated mean intensity
+    (:func:`~hsirestore.physics.cassi.mean_intensity`) is TRAIN_MEAN (times ``jitter`` (N,)
+    when given)."""
+    mean = y.sum((-2, -1)) / (bands * mask.sum((-2, -1))).clamp_min(1e-12)
+    scales = (mean / TRAIN_MEAN).clamp_min(1e-8)
     if jitter is not None:
         scales = scales * jitter
     yn = y / scales[:, None, None]
-    xin = torch.stack([model_input(yn[i], mask[i], bands, step) for i in range(y.shape[0])])
+    xin = model_input(yn, mask[:, None], bands, step)
     if return_meas:
         return xin, scales, yn
     return xin, scales
@@ -226,15 +233,30 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
     model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    clock = {"t0": time.time()}
+
     def lr_at(step):
         if step < cfg.warmup:
             return (step + 1) / cfg.warmup
         t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        if cfg.time_schedule and cfg.max_minutes:  # the run ends at whichever comes first
+            t = max(t, (time.time() - clock["t0"]) / (cfg.max_minutes * 60))
         return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     gaptv_init = getattr(model, "init", "adjoint") == "gap-tv"
-    data = GaptvPatches(cfg, data_dir) if gaptv_init else CassiPatches(cfg, data_dir)
+    if gaptv_init and cfg.gaptv_online:
+        from hsirestore.training.cassi_pool import OnlineGaptvPatches, load_scenes
+
+        data = OnlineGaptvPatches(load_scenes(data_dir), load_mask(data_dir / "cassi" / "mask_256.mat"),
+                                  load_mask(data_dir / "cassi" / "mask_real_660.mat"),
+                                  cfg.gaptv_online, cfg.gaptv_tile, cfg.patch, cfg.batch_size, dev,
+                                  gain=cfg.gain, seed=cfg.seed, log=log)
+    else:
+        data = GaptvPatches(cfg, data_dir) if gaptv_init else CassiPatches(cfg, data_dir)
     step = 0
     best = {}
     if resume and ckpt_path.exists():
@@ -272,12 +294,14 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
                           "val": best, "data_rng": data.rng.bit_generator.state,
                           "torch_rng": torch.get_rng_state()})
 
-    t_start = time.time()
+    t_start = clock["t0"] = time.time()
     t_ckpt = time.time()
     logf = open(out / "log.jsonl", "a")
     running = 0.0
     model.train()
     while step < cfg.steps:
+        if cfg.gaptv_refresh and step and step % REFRESH_EVERY == 0 and hasattr(data, "refresh"):
+            data.refresh(cfg.gaptv_refresh)
         x, mask, *est = data.batch()
         x, mask = x.to(dev), mask.to(dev)
         y = simulate(x, mask, cfg.bands, cfg.step, cfg.shot_noise)
@@ -288,7 +312,7 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
         m4 = mask[:, None]
         pred, pins = _run(model, xin, m4, yn, init_est)
         err = (pred - target).abs()
-        loss_aux = torch.zeros(())
+        loss_aux = torch.zeros((), device=dev)
         weight = None
         if cfg.mask_aware:
             coded = model.predict_coded(xin, m4)

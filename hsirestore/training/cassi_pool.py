@@ -8,6 +8,11 @@ it runs once per *tile* of the training scenes: each CAVE train scene (28 bands)
 mask, GAP-TV estimate in float16), so building is resumable and can be split into shards
 that run in parallel (``shard`` / ``shards``). Training crops patches from (clean tile,
 GAP-TV tile, mask tile) at one position and simulates the patch's measurement itself.
+
+On a GPU, GAP-TV of a batch of tiles takes a fraction of a second, so
+:class:`OnlineGaptvPatches` makes its tiles on the training device instead: from random
+places of the scenes, rotated and flipped *before* they are coded (the estimate is made
+afterwards, so every augmentation is valid), and it remakes some of them as training goes.
 """
 from __future__ import annotations
 
@@ -125,3 +130,104 @@ class GaptvPool:
 
     def __len__(self) -> int:
         return len(self.gaptv)
+
+
+class OnlineGaptvPatches:
+    """Training batches (cube (N, 28, P, P), mask (N, P, P), GAP-TV estimate (N, 28, P, P))
+    on ``device``, cut from a pool of ``size`` tiles whose GAP-TV estimates are made there.
+
+    Each tile is a random ``tile`` x ``tile`` crop of a scene, rotated by a multiple of 90
+    degrees and flipped at random, times a random gain, coded by a crop of ``mask_256.mat``
+    or (with probability ``real_fraction``) of ``mask_real_660.mat``; :meth:`refresh`
+    replaces tiles with new ones. The pool's content is not part of a checkpoint: a resumed
+    run makes a new one.
+    """
+
+    def __init__(self, scenes: dict[str, np.ndarray], sim_mask: np.ndarray, real_mask: np.ndarray,
+                 size: int, tile: int, patch: int, batch_size: int, device, gain=(0.5, 1.5),
+                 real_fraction: float = 0.25, iterations: int = 120, tv_weight: float = 4.0,
+                 chunk: int = 32, seed: int = 0, log=print):
+        import torch
+
+        if patch > tile or tile > min(sim_mask.shape):
+            raise ValueError(f"need patch <= tile <= {min(sim_mask.shape)} (the simulation "
+                             f"mask); got patch {patch}, tile {tile}")
+        if size < 1:
+            raise ValueError("the GAP-TV pool needs at least one tile")
+        self.device = torch.device(device)
+        self.rng = np.random.default_rng(seed)
+        self.scenes = [torch.from_numpy(c).to(self.device) for c in scenes.values()]
+        self.sim = torch.from_numpy(sim_mask).to(self.device)
+        self.real = torch.from_numpy(real_mask).to(self.device)
+        self.tile, self.patch, self.batch_size, self.gain = tile, patch, batch_size, gain
+        self.real_fraction, self.iterations, self.tv_weight = real_fraction, iterations, tv_weight
+        self.chunk = max(1, chunk)
+        bands = self.scenes[0].shape[0]
+        self.clean = torch.empty(size, bands, tile, tile, device=self.device)
+        self.gaptv = torch.empty_like(self.clean)
+        self.masks = torch.empty(size, tile, tile, device=self.device)
+        t0 = time.time()
+        for start in range(0, size, self.chunk):
+            self._fill(torch.arange(start, min(size, start + self.chunk), device=self.device))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        log(f"GAP-TV pool: {size} tiles of {tile}x{tile} made on {self.device} in {time.time() - t0:.1f} s")
+
+    def __len__(self) -> int:
+        return self.clean.shape[0]
+
+    def _crop(self, a, size: int):
+        r = int(self.rng.integers(0, a.shape[-2] - size + 1))
+        c = int(self.rng.integers(0, a.shape[-1] - size + 1))
+        return a[..., r : r + size, c : c + size]
+
+    def _fill(self, slots) -> None:
+        import torch
+
+        from hsirestore.inference.gaptv import gap_tv
+
+        t, rng = self.tile, self.rng
+        xs, ms = [], []
+        for _ in range(len(slots)):
+            x = self._crop(self.scenes[int(rng.integers(len(self.scenes)))], t)
+            x = torch.rot90(x, int(rng.integers(4)), dims=(-2, -1))
+            if rng.random() < 0.5:
+                x = x.flip(-1)
+            xs.append(x * float(rng.uniform(*self.gain)))
+            ms.append(self._crop(self.real if rng.random() < self.real_fraction else self.sim, t))
+        x, m = torch.stack(xs), torch.stack(ms)
+        y = cassi_forward(x, m.unsqueeze(1), 2)
+        self.clean[slots] = x
+        self.masks[slots] = m
+        self.gaptv[slots] = gap_tv(y, m, x.shape[1], 2, self.iterations, self.tv_weight)
+
+    def refresh(self, n: int) -> None:
+        """Replace ``n`` random tiles by new ones."""
+        import torch
+
+        n = min(n, len(self))
+        if n > 0:
+            slots = torch.from_numpy(self.rng.choice(len(self), n, replace=False)).to(self.device)
+            for start in range(0, n, self.chunk):
+                self._fill(slots[start : start + self.chunk])
+
+    def batch(self):
+        """Patches at one random place of random tiles, flipped up-down at random (other
+        flips would change the dispersion direction the estimates were made with)."""
+        import torch
+
+        p, rng = self.patch, self.rng
+        xs, ms, es = [], [], []
+        for _ in range(self.batch_size):
+            i = int(rng.integers(len(self)))
+            r = int(rng.integers(0, self.tile - p + 1))
+            c = int(rng.integers(0, self.tile - p + 1))
+            x = self.clean[i, :, r : r + p, c : c + p]
+            e = self.gaptv[i, :, r : r + p, c : c + p]
+            m = self.masks[i, r : r + p, c : c + p]
+            if rng.random() < 0.5:
+                x, e, m = x.flip(-2), e.flip(-2), m.flip(-2)
+            xs.append(x)
+            es.append(e)
+            ms.append(m)
+        return torch.stack(xs), torch.stack(ms), torch.stack(es)
