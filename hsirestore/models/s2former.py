@@ -411,11 +411,8 @@ class UnfoldedS2Transformer(nn.Module):
         """GAP-TV estimate of every measurement: (N, 1, H, W), (N, H, W') -> (N, B, H, W)."""
         from hsirestore.inference.gaptv import gap_tv
 
-        with torch.no_grad():
-            return torch.stack([
-                gap_tv(meas[i], mask[i, 0], self.bands, self.step, self.gaptv_iters,
-                       self.gaptv_weight).to(meas.dtype)
-                for i in range(meas.shape[0])])
+        return gap_tv(meas, mask[:, 0], self.bands, self.step, self.gaptv_iters,
+                      self.gaptv_weight).to(meas.dtype)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, meas: torch.Tensor | None = None,
                 init_est: torch.Tensor | None = None):

@@ -254,7 +254,8 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
         data = OnlineGaptvPatches(load_scenes(data_dir), load_mask(data_dir / "cassi" / "mask_256.mat"),
                                   load_mask(data_dir / "cassi" / "mask_real_660.mat"),
                                   cfg.gaptv_online, cfg.gaptv_tile, cfg.patch, cfg.batch_size, dev,
-                                  gain=cfg.gain, seed=cfg.seed, log=log)
+                                  gain=cfg.gain, iterations=model.gaptv_iters,
+                                  tv_weight=model.gaptv_weight, seed=cfg.seed, log=log)
     else:
         data = GaptvPatches(cfg, data_dir) if gaptv_init else CassiPatches(cfg, data_dir)
     step = 0
@@ -367,6 +368,18 @@ def _validate_state(name: str, state: dict, cfg: dict) -> dict:
     return {k: round(v, 3) for k, v in validate(model, data_dir).items()}
 
 
+def _pool_description(cfg: dict) -> str:
+    if cfg.get("gaptv_online"):
+        return (f"; GAP-TV estimates made on the training device from random rotated/flipped "
+                f"{cfg.get('gaptv_tile', 256)}-pixel scene crops (pool of {cfg['gaptv_online']} "
+                f"tiles, {cfg.get('gaptv_refresh', 0)} remade every {REFRESH_EVERY} steps)")
+    if cfg.get("gaptv_pool"):
+        return ("; GAP-TV estimates precomputed on 256x256 tiles of every scene (train "
+                "cassi-pool: 4 tiles coded by mask_256.mat and one by a random "
+                "mask_real_660.mat crop per scene)")
+    return ""
+
+
 def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
     """Write the model of a training checkpoint as fp16 safetensors into weights/ and record
     it in weights/manifest.json (sha256, config, training data, steps, validation metrics).
@@ -385,9 +398,7 @@ def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
         "training_data": "CAVE train split (20 scenes) interpolated to the 28 TSA-Net bands; "
                          "masks: mask_256.mat and random crops of mask_real_660.mat; "
                          f"{cfg['patch']}x{cfg['patch']} patches, batch {cfg['batch_size']}"
-                         + ("; GAP-TV estimates precomputed on 256x256 tiles of every scene "
-                            "(train cassi-pool: 4 tiles coded by mask_256.mat and one by a "
-                            "random mask_real_660.mat crop per scene)" if cfg.get("gaptv_pool") else ""),
+                         + _pool_description(cfg),
         "training": {k: cfg[k] for k in ("steps", "lr", "mask_aware", "shot_noise", "seed")},
         "steps": ck["step"],
         "val_metrics": {**_validate_state(spec.name, state, cfg),

@@ -154,6 +154,10 @@ class OnlineGaptvPatches:
                              f"mask); got patch {patch}, tile {tile}")
         if size < 1:
             raise ValueError("the GAP-TV pool needs at least one tile")
+        smallest = min(min(c.shape[-2:]) for c in scenes.values())
+        if tile > min(smallest, *real_mask.shape):
+            raise ValueError(f"the {tile}-pixel tile is larger than a scene ({smallest} px) "
+                             f"or the real-system mask {real_mask.shape}")
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
         self.scenes = [torch.from_numpy(c).to(self.device) for c in scenes.values()]
