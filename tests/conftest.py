@@ -26,3 +26,34 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+
+
+def _write_fake_cassi_data(root: Path, sim: int = 256, real: int = 40, val: int = 1) -> Path:
+    """CAVE-like HDF5 scenes (2 train, ``val`` val; 31 x 48 x 48 uint16 with ``scale``) and
+    CASSI masks (``sim`` x ``sim`` simulation, ``real`` x ``real`` real-system), generated
+    (torchgeo-style fixtures) in the layout of ../shared/data."""
+    import h5py
+    import numpy as np
+    import scipy.io as sio
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 2), ("val", val)):
+        if not n:
+            continue
+        (root / "cave" / split).mkdir(parents=True)
+        for i in range(n):
+            with h5py.File(root / "cave" / split / f"s{i}.h5", "w") as f:
+                ds = f.create_dataset("cube", data=rng.integers(0, 4096, (31, 48, 48), dtype=np.uint16))
+                ds.attrs["scale"] = 1 / 4095
+                f["wavelength_nm"] = np.arange(400, 701, 10)
+    (root / "cassi").mkdir()
+    sio.savemat(root / "cassi" / "mask_256.mat", {"mask": rng.random((sim, sim)).astype(np.float32)})
+    sio.savemat(root / "cassi" / "mask_real_660.mat", {"mask": rng.random((real, real)).astype(np.float32)})
+    return root
+
+
+@pytest.fixture
+def fake_cassi_data():
+    """Factory: ``fake_cassi_data(root, sim=256, real=40, val=1)`` writes generated CASSI
+    training data under root and returns root."""
+    return _write_fake_cassi_data

@@ -234,28 +234,15 @@ def test_train_cassi_data_check_comes_first(tmp_path):
 # a tiny training run with the online pool
 
 
-def _fake_data(root):
-    rng = np.random.default_rng(0)
-    (root / "cave" / "train").mkdir(parents=True)
-    for i in range(2):
-        with h5py.File(root / "cave" / "train" / f"s{i}.h5", "w") as f:
-            ds = f.create_dataset("cube", data=rng.integers(0, 4096, (31, 48, 48), dtype=np.uint16))
-            ds.attrs["scale"] = 1 / 4095
-            f["wavelength_nm"] = np.arange(400, 701, 10)
-    (root / "cassi").mkdir()
-    sio.savemat(root / "cassi" / "mask_256.mat", {"mask": rng.random((40, 40)).astype(np.float32)})
-    sio.savemat(root / "cassi" / "mask_real_660.mat", {"mask": rng.random((60, 60)).astype(np.float32)})
-
-
 _TINY = dict(stages=2, embed_dim=8, depth=1, num_heads=1, spe_dim_head=8, gaptv_iters=3)
 
 
-def test_train_with_online_pool(tmp_path, monkeypatch):
+def test_train_with_online_pool(fake_cassi_data, tmp_path, monkeypatch):
     import hsirestore.training.cassi as tc
     from hsirestore.models.s2former import UnfoldedS2Transformer
     from hsirestore.training.cassi import CassiTrainConfig, train
 
-    _fake_data(tmp_path / "data")
+    fake_cassi_data(tmp_path / "data", sim=40, real=60, val=0)
 
     def no_gaptv_in_model(*a, **k):
         raise AssertionError("the model ran GAP-TV itself instead of using the pool's estimate")

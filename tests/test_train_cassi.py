@@ -8,21 +8,6 @@ import torch
 from hsirestore.training.cassi import CassiTrainConfig, normalised_input, simulate, train
 
 
-def _fake_data(root):
-    """CAVE-like HDF5 scenes and CASSI masks, generated (torchgeo-style fixtures)."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 2), ("val", 1)):
-        (root / "cave" / split).mkdir(parents=True)
-        for i in range(n):
-            with h5py.File(root / "cave" / split / f"s{i}.h5", "w") as f:
-                ds = f.create_dataset("cube", data=rng.integers(0, 4096, (31, 48, 48), dtype=np.uint16))
-                ds.attrs["scale"] = 1 / 4095
-                f["wavelength_nm"] = np.arange(400, 701, 10)
-    (root / "cassi").mkdir()
-    sio.savemat(root / "cassi" / "mask_256.mat", {"mask": rng.random((256, 256)).astype(np.float32)})
-    sio.savemat(root / "cassi" / "mask_real_660.mat", {"mask": rng.random((40, 40)).astype(np.float32)})
-
-
 def test_normalised_input_is_scale_free():
     x = torch.rand(2, 28, 16, 16)
     mask = torch.rand(2, 16, 16)
@@ -33,8 +18,8 @@ def test_normalised_input_is_scale_free():
     assert torch.allclose(sb, 5 * sa)
 
 
-def test_train_resume_and_log(tmp_path):
-    _fake_data(tmp_path / "data")
+def test_train_resume_and_log(fake_cassi_data, tmp_path):
+    fake_cassi_data(tmp_path / "data")
     cfg = CassiTrainConfig(preset="s2former-tiny", out=str(tmp_path / "run"), steps=6,
                            batch_size=2, patch=16, log_every=2, val_every=0, aux_steps=2,
                            warmup=2)
@@ -50,8 +35,8 @@ def test_train_resume_and_log(tmp_path):
     assert all(np.isfinite(l["loss"]) for l in lines)
 
 
-def test_training_reduces_loss(tmp_path):
-    _fake_data(tmp_path / "data")
+def test_training_reduces_loss(fake_cassi_data, tmp_path):
+    fake_cassi_data(tmp_path / "data")
     cfg = CassiTrainConfig(preset="s2former-tiny", out=str(tmp_path / "run"), steps=40,
                            batch_size=2, patch=16, log_every=10, val_every=0,
                            mask_aware=False, lr=3e-3, warmup=5)
@@ -60,7 +45,7 @@ def test_training_reduces_loss(tmp_path):
     assert losses[-1] < losses[0]
 
 
-def test_export_writes_manifest_and_loads(tmp_path, monkeypatch):
+def test_export_writes_manifest_and_loads(fake_cassi_data, tmp_path, monkeypatch):
     import hsirestore.training.cassi as tc
     from hsirestore.registry import build_model
 
@@ -68,7 +53,7 @@ def test_export_writes_manifest_and_loads(tmp_path, monkeypatch):
     from hsirestore.training.cassi import export_weights
     from hsirestore.weights import load_into, load_state_dict, read_manifest, sha256_file
 
-    _fake_data(tmp_path / "data")
+    fake_cassi_data(tmp_path / "data")
     cfg = CassiTrainConfig(preset="s2former-tiny", out=str(tmp_path / "run"), steps=2,
                            batch_size=2, patch=16, val_every=0, aux_steps=1, warmup=1)
     train(cfg, data_dir=tmp_path / "data", log=lambda *_: None)
@@ -83,11 +68,11 @@ def test_export_writes_manifest_and_loads(tmp_path, monkeypatch):
     load_into(build_model("s2former-tiny"), state, strict=True)
 
 
-def test_init_from_exported_weights(tmp_path):
+def test_init_from_exported_weights(fake_cassi_data, tmp_path):
     from hsirestore.registry import build_model
     from hsirestore.weights import save_state_dict
 
-    _fake_data(tmp_path / "data")
+    fake_cassi_data(tmp_path / "data")
     w = tmp_path / "w.safetensors"
     torch.manual_seed(1)
     save_state_dict(build_model("s2former-tiny").state_dict(), w)
@@ -98,12 +83,12 @@ def test_init_from_exported_weights(tmp_path):
     assert any("initialised from" in m for m in msgs)
 
 
-def test_training_checkpoint_decodes_directly(tmp_path):
+def test_training_checkpoint_decodes_directly(fake_cassi_data, tmp_path):
     """A run's last.pt is accepted by the CASSI decoder: preset and overrides from the run,
     the training-only auxiliary head left out."""
     from hsirestore.inference.cassi import CassiDecoder
 
-    _fake_data(tmp_path / "data")
+    fake_cassi_data(tmp_path / "data")
     cfg = CassiTrainConfig(preset="s2former-tiny", out=str(tmp_path / "run"), steps=2,
                            batch_size=2, patch=16, val_every=0, aux_steps=1, warmup=1)
     train(cfg, data_dir=tmp_path / "data", log=lambda *_: None)
@@ -119,11 +104,11 @@ _TINY_GAPTV = dict(stages=2, embed_dim=8, depth=1, num_heads=1, spe_dim_head=8,
                    init="gap-tv", gaptv_iters=3)
 
 
-def test_gaptv_pool_is_resumable_and_feeds_training(tmp_path):
+def test_gaptv_pool_is_resumable_and_feeds_training(fake_cassi_data, tmp_path):
     from hsirestore.training.cassi import GaptvPatches
     from hsirestore.training.cassi_pool import build_gaptv_pool
 
-    _fake_data(tmp_path / "data")
+    fake_cassi_data(tmp_path / "data")
     pool = tmp_path / "pool"
     made = [build_gaptv_pool(pool, tmp_path / "data", tile=32, iterations=3, shard=s, shards=2,
                              log=lambda *_: None) for s in (0, 1)]
@@ -156,21 +141,21 @@ def test_gaptv_pool_is_resumable_and_feeds_training(tmp_path):
     assert out2.shape == (28, 24, 24) and np.isfinite(out2).all()
 
 
-def test_gaptv_model_without_pool_is_refused(tmp_path):
+def test_gaptv_model_without_pool_is_refused(fake_cassi_data, tmp_path):
     import pytest
 
-    _fake_data(tmp_path / "data")
+    fake_cassi_data(tmp_path / "data")
     cfg = CassiTrainConfig(preset="s2former-unfolded", out=str(tmp_path / "run"), steps=1,
                            batch_size=1, patch=16, val_every=0, model_overrides=_TINY_GAPTV)
     with pytest.raises(ValueError, match="gaptv-pool"):
         train(cfg, data_dir=tmp_path / "data", log=lambda *_: None)
 
 
-def test_reset_output_starts_each_stage_as_identity(tmp_path):
+def test_reset_output_starts_each_stage_as_identity(fake_cassi_data, tmp_path):
     from hsirestore.registry import build_model
     from hsirestore.weights import save_state_dict
 
-    _fake_data(tmp_path / "data")
+    fake_cassi_data(tmp_path / "data")
     torch.manual_seed(0)
     model = build_model("s2former-unfolded", **{**_TINY_GAPTV, "init": "adjoint"})
     for st in model.stages:

@@ -3,6 +3,9 @@
 Data: the CAVE train scenes interpolated onto the 28 CASSI wavelengths, random P x P crops
 with flips / 90-degree rotations and a random gain, coded by random crops of the simulation
 mask (mask_256.mat) or the real-system mask (mask_real_660.mat), optional shot noise.
+GAP-TV-initialised presets (``s2former-gaptv``) also need each patch's GAP-TV estimate: read
+from a precomputed pool folder (``gaptv_pool``, CPU) or made on the training device as it
+goes (``gaptv_online``, meant for GPUs).
 
 Loss (mask-aware learning, after the paper): for the first ``aux_steps`` steps the
 auxiliary head learns to predict the coded signal mask * x from the model input; after
