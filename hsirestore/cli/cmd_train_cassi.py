@@ -47,7 +47,7 @@ def train_cassi(
     gaptv_online: int = typer.Option(0, help="Instead of --gaptv-pool: make a pool of this many GAP-TV tiles on the training device (fast on a GPU), remade a few at a time as training goes."),
     gaptv_tile: int = typer.Option(256, help="Tile size of the --gaptv-online pool (<= 256, >= --patch)."),
     gaptv_refresh: int = typer.Option(16, help="--gaptv-online: tiles remade every 20 steps (0: never)."),
-    time_schedule: bool = typer.Option(False, help="Fit the cosine learning-rate decay to --max-minutes (ends at the time limit or --steps, whichever comes first)."),
+    time_schedule: bool = typer.Option(False, help="Fit the cosine learning-rate decay to --max-minutes, counted from the start of this invocation (ends at the time limit or --steps, whichever comes first)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     threads: int = typer.Option(0, help="CPU threads (0: cores - 1)."),
 ) -> None:

@@ -146,7 +146,7 @@ class OnlineGaptvPatches:
     def __init__(self, scenes: dict[str, np.ndarray], sim_mask: np.ndarray, real_mask: np.ndarray,
                  size: int, tile: int, patch: int, batch_size: int, device, gain=(0.5, 1.5),
                  real_fraction: float = 0.25, iterations: int = 120, tv_weight: float = 4.0,
-                 chunk: int = 32, seed: int = 0, log=print):
+                 chunk: int | None = None, seed: int = 0, log=print):
         import torch
 
         if patch > tile or tile > min(sim_mask.shape):
@@ -165,7 +165,9 @@ class OnlineGaptvPatches:
         self.real = torch.from_numpy(real_mask).to(self.device)
         self.tile, self.patch, self.batch_size, self.gain = tile, patch, batch_size, gain
         self.real_fraction, self.iterations, self.tv_weight = real_fraction, iterations, tv_weight
-        self.chunk = max(1, chunk)
+        # tiles per GAP-TV call: a GPU wants big batches; a CPU small ones (256x256 tiles on 2
+        # cores: about 10 s each in pairs, 21 s each in batches of 32)
+        self.chunk = max(1, chunk or (32 if self.device.type == "cuda" else 2))
         bands = self.scenes[0].shape[0]
         self.clean = torch.empty(size, bands, tile, tile, device=self.device)
         self.gaptv = torch.empty_like(self.clean)
