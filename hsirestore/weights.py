@@ -69,6 +69,26 @@ def write_manifest(manifest: dict[str, Any], folder: Path | None = None) -> None
     os.replace(tmp, folder / MANIFEST)
 
 
+def recorded_steps(path: os.PathLike | str) -> int:
+    """Training steps behind a weights file (0 when unknown): its manifest entry's ``steps``
+    when the manifest beside it lists it with the same sha256, else the ``steps`` in its
+    metadata; for a training checkpoint, its step plus the steps behind its initial weights."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    entry = read_manifest(path.parent).get("files", {}).get(path.name)
+    if entry and entry.get("sha256") == sha256_file(path) and entry.get("steps") is not None:
+        return int(entry["steps"])
+    _, meta = load_state_dict(path)
+    run = meta.get("training_config")
+    if isinstance(run, dict):
+        return int(meta.get("step") or 0) + int(run.get("init_steps") or 0)
+    try:
+        return int(meta.get("steps") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def shipped_weights_path(file_name: str) -> Path:
     """Path of a shipped weights file, checked against the manifest's sha256."""
     folder = weights_dir()

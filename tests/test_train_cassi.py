@@ -68,6 +68,31 @@ def test_export_writes_manifest_and_loads(fake_cassi_data, tmp_path, monkeypatch
     load_into(build_model("s2former-tiny"), state, strict=True)
 
 
+def test_continued_runs_record_cumulative_steps(fake_cassi_data, tmp_path, monkeypatch):
+    """Export -> continue from the exported file -> export: the manifest counts all steps."""
+    import hsirestore.training.cassi as tc
+    from hsirestore.training.cassi import export_weights
+    from hsirestore.weights import read_manifest, recorded_steps
+
+    monkeypatch.setattr(tc, "shared_data_dir", lambda: tmp_path / "absent")  # skip validation
+    fake_cassi_data(tmp_path / "data")
+    kw = dict(preset="s2former-tiny", batch_size=1, patch=16, val_every=0, aux_steps=1, warmup=1)
+    train(CassiTrainConfig(out=str(tmp_path / "a"), steps=3, **kw), data_dir=tmp_path / "data",
+          log=lambda *_: None)
+    out = tmp_path / "w" / "tiny.safetensors"
+    out.parent.mkdir()
+    export_weights(tmp_path / "a" / "last.pt", out)
+    assert recorded_steps(out) == 3 and recorded_steps(tmp_path / "a" / "last.pt") == 3
+    train(CassiTrainConfig(out=str(tmp_path / "b"), steps=2, init_weights=str(out), **kw),
+          data_dir=tmp_path / "data", log=lambda *_: None)
+    assert recorded_steps(tmp_path / "b" / "last.pt") == 5
+    entry = export_weights(tmp_path / "b" / "last.pt", out)
+    man = read_manifest(out.parent)["files"]["tiny.safetensors"]
+    assert entry["steps"] == man["steps"] == 5 == recorded_steps(out)
+    assert man["training"]["run_steps"] == 2 and man["training"]["prior_steps"] == 3
+    assert recorded_steps(tmp_path / "missing.safetensors") == 0
+
+
 def test_init_from_exported_weights(fake_cassi_data, tmp_path):
     from hsirestore.registry import build_model
     from hsirestore.weights import save_state_dict

@@ -68,6 +68,7 @@ class CassiTrainConfig:
     step: int = 2
     model_overrides: dict = field(default_factory=dict)
     init_weights: str = ""  # start from these weights (e.g. the shipped ones) unless resuming
+    init_steps: int | None = None  # training steps behind init_weights (set when training starts)
     reset_output: bool = False  # zero each stage's output conv after init_weights (identity start)
     gaptv_pool: str = ""  # folder of precomputed GAP-TV tiles (models with init="gap-tv")
     gaptv_online: int = 0  # instead: a pool of this many tiles made on the training device
@@ -281,7 +282,10 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
         if unexpected or any(not k.startswith("aux.") for k in missing):
             raise ValueError(f"{cfg.init_weights} does not fit {cfg.preset}: "
                              f"missing {missing[:3]}, unexpected {unexpected[:3]}")
-        log(f"initialised from {cfg.init_weights}")
+        from hsirestore.weights import recorded_steps
+
+        cfg.init_steps = recorded_steps(cfg.init_weights)
+        log(f"initialised from {cfg.init_weights} ({cfg.init_steps} steps behind it)")
         if cfg.reset_output:
             stages = getattr(model, "stages", None) or [model]
             with torch.no_grad():
@@ -395,6 +399,12 @@ def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
     spec = get_spec(cfg["preset"])
     out_file = Path(out_file) if out_file else weights_dir() / spec.weights
     state = {k: v for k, v in ck["model"].items() if not k.startswith("aux.")}
+    prior = cfg.get("init_steps")
+    if prior is None:  # checkpoints from before init_steps was recorded
+        from hsirestore.weights import recorded_steps
+
+        prior = recorded_steps(cfg["init_weights"]) if cfg.get("init_weights") else 0
+    total = int(ck["step"]) + int(prior)
     entry = {
         "model": spec.name,
         "config": {**spec.config, **cfg.get("model_overrides", {})},
@@ -402,8 +412,9 @@ def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
                          "masks: mask_256.mat and random crops of mask_real_660.mat; "
                          f"{cfg['patch']}x{cfg['patch']} patches, batch {cfg['batch_size']}"
                          + _pool_description(cfg),
-        "training": {k: cfg[k] for k in ("steps", "lr", "mask_aware", "shot_noise", "seed")},
-        "steps": ck["step"],
+        "training": {**{k: cfg[k] for k in ("lr", "mask_aware", "shot_noise", "seed")},
+                     "steps": total, "run_steps": int(ck["step"]), "prior_steps": prior},
+        "steps": total,
         "val_metrics": {**_validate_state(spec.name, state, cfg),
                         "protocol": "3 CAVE val scenes, 256x256 centre crops, 28 bands, "
                                     "mask_256.mat; per-band PSNR (peak 1) averaged"},
