@@ -57,3 +57,17 @@ def fake_cassi_data():
     """Factory: ``fake_cassi_data(root, sim=256, real=40, val=1)`` writes generated CASSI
     training data under root and returns root."""
     return _write_fake_cassi_data
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """Factory: ``load_benchmark("cassi_speed")`` imports benchmarks/cassi_speed.py as a module."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load

@@ -1,20 +1,10 @@
 """benchmarks/cassi_speed.py runs without data and prints one timing row per size and method."""
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("cassi_speed", ROOT / "benchmarks" / "cassi_speed.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_cassi_speed_prints_a_row_per_size_and_method(capsys):
-    rc = _load().main(["--device", "cpu", "--sizes", "32,48", "--methods", "s2former-unfolded,gap-tv",
-                       "--repeat", "1", "--threads", "1"])
+def test_cassi_speed_prints_a_row_per_size_and_method(load_benchmark, capsys):
+    rc = load_benchmark("cassi_speed").main(
+        ["--device", "cpu", "--sizes", "32,48", "--methods", "s2former-unfolded,gap-tv",
+         "--repeat", "1", "--threads", "1"])
     out = capsys.readouterr().out.splitlines()
     assert rc == 0 and out[0].startswith("device: CPU")
     rows = [line.split() for line in out[2:]]
@@ -23,6 +13,6 @@ def test_cassi_speed_prints_a_row_per_size_and_method(capsys):
     assert all(float(r[2]) > 0 for r in rows)
 
 
-def test_cassi_speed_refuses_unknown_methods(capsys):
-    assert _load().main(["--device", "cpu", "--methods", "nosuch"]) == 2
+def test_cassi_speed_refuses_unknown_methods(load_benchmark, capsys):
+    assert load_benchmark("cassi_speed").main(["--device", "cpu", "--methods", "nosuch"]) == 2
     assert "unknown model" in capsys.readouterr().err

@@ -1,24 +1,18 @@
 """benchmarks/restore_val.py: task table, BM4D pre-fills, and a tiny end-to-end run."""
-import importlib.util
 import json
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hsirestore.physics.degradations import PARAMS, parse_degradation
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def rv():
-    spec = importlib.util.spec_from_file_location("restore_val", ROOT / "benchmarks" / "restore_val.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def rv(load_benchmark):
+    return load_benchmark("restore_val")
 
 
 def test_task_table_parses_with_issue_values(rv):
