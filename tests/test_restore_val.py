@@ -9,7 +9,6 @@ import pytest
 from hsirestore.physics.degradations import PARAMS, parse_degradation
 
 
-
 @pytest.fixture(scope="module")
 def rv(load_benchmark):
     return load_benchmark("restore_val")

@@ -270,6 +270,7 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         step = ck["step"]
+        cfg.init_steps = ck.get("config", {}).get("init_steps")  # steps behind the run's start
         best = ck.get("val", {})
         data.rng.bit_generator.state = ck["data_rng"]
         torch.set_rng_state(ck["torch_rng"])
