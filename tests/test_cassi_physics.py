@@ -76,3 +76,18 @@ def test_interpolate_bands_hits_samples():
     out = interpolate_bands(cube, wl31, CASSI_WAVELENGTHS_28)
     np.testing.assert_allclose(out[:, 0, 0], CASSI_WAVELENGTHS_28, rtol=1e-5)
     assert len(CASSI_WAVELENGTHS_28) == 28
+
+
+def test_mean_intensities_is_mean_intensity_per_measurement():
+    from hsirestore.physics.cassi import mean_intensities, mean_intensity
+
+    rng = np.random.default_rng(3)
+    x = rng.random((3, 8, 16, 16)).astype(np.float32)
+    masks = rng.random((3, 16, 16)).astype(np.float32)
+    y = np.stack([cassi_forward(x[i], masks[i], 2) for i in range(3)])
+    expected = [mean_intensity(y[i], masks[i], 8) for i in range(3)]
+    np.testing.assert_allclose(mean_intensities(y, masks, 8), expected, rtol=1e-6)
+    got = mean_intensities(torch.from_numpy(y), torch.from_numpy(masks), 8)
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
+    assert float(mean_intensities(y[0], np.zeros((16, 16), np.float32), 8)) >= 0  # no error

@@ -47,7 +47,7 @@ class CassiDecoder:
     Args:
         method: "s2former" (a learned model) or "gap-tv" (classical, no weights).
         model_name: registry name; default :data:`DEFAULT_MODEL` ("s2former-gaptv", the
-            most accurate shipped decoder; "s2former-unfolded" is about 5x faster on a CPU).
+            most accurate shipped decoder; "s2former-unfolded" is several times faster on a CPU).
         weights: a checkpoint file (safetensors or torch; the authors' ``model_epoch_255.pth``
             is recognised and loaded into the published "s2former" preset), or None for
             the shipped weights.

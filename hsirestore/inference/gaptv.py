@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from hsirestore.physics.cassi import cassi_adjoint, cassi_forward, mask_phi_sum
+from hsirestore.physics.cassi import cassi_adjoint, cassi_forward, mask_phi_sum, mean_intensities
 
 
 def _grad(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,9 +68,7 @@ def gap_tv(y: torch.Tensor, mask: torch.Tensor, bands: int, step: int = 2, itera
     mask = mask.to(y.dtype)
     phi = mask_phi_sum(mask, bands, step)
     phi = torch.where(phi > 0, phi, torch.ones_like(phi))
-    msum = mask.sum((-2, -1)).to(torch.float64)
-    scale = y.sum((-2, -1), dtype=torch.float64) / (bands * msum + 1e-12)
-    weight = (tv_weight * scale.clamp_min(1e-12)).to(y.dtype)
+    weight = tv_weight * mean_intensities(y, mask, bands).clamp_min(1e-12)
     weight = weight.expand(y.shape[:-2])[..., None, None, None]  # (..., 1, 1, 1)
     m = mask.unsqueeze(-3)  # (..., 1, H, W): broadcasts over bands
     x = cassi_adjoint(y / phi, m, bands, step)

@@ -114,6 +114,20 @@ def interpolate_bands(cube: np.ndarray, wl_from, wl_to) -> np.ndarray:
     return cube[idx] * (1 - t) + cube[idx + 1] * t
 
 
+def mean_intensities(y, mask, bands: int):
+    """Per-measurement :func:`mean_intensity`: y (..., H, W'), mask (..., H, W) -> (...),
+    summed in float64 and returned in y's dtype; all-zero masks give 0 rather than an error."""
+    if _is_torch(y):
+        import torch
+
+        num = y.sum((-2, -1), dtype=torch.float64)
+        den = bands * mask.sum((-2, -1), dtype=torch.float64)
+        return (num / den.clamp_min(1e-12)).to(y.dtype)
+    num = y.sum((-2, -1), dtype=np.float64)
+    den = bands * mask.sum((-2, -1), dtype=np.float64)
+    return (num / np.maximum(den, 1e-12)).astype(y.dtype)
+
+
 def mean_intensity(y, mask, bands: int) -> float:
     """Estimate of the scene's mean value from a measurement: sum(y) / (bands * sum(mask)).
 

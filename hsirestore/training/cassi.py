@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from hsirestore.physics.cassi import (CASSI_WAVELENGTHS_28, cassi_forward, interpolate_bands,
-                                      model_input)
+                                      mean_intensities, model_input)
 from hsirestore.training.cassi_pool import load_mask
 from hsirestore.training.cave import centre_crop, load_cave, shared_data_dir
 
@@ -163,10 +163,9 @@ def normalised_input(y: torch.Tensor, mask: torch.Tensor, bands: int, step: int,
                      jitter: torch.Tensor | None = None, return_meas: bool = False):
     """(model input (N, bands, H, W), scales (N,)[, normalised measurements (N, H, W')])
     with each measurement scaled so that its estimated mean intensity
-    (:func:`~hsirestore.physics.cassi.mean_intensity`) is TRAIN_MEAN (times ``jitter`` (N,)
+    (:func:`~hsirestore.physics.cassi.mean_intensities`) is TRAIN_MEAN (times ``jitter`` (N,)
     when given)."""
-    mean = y.sum((-2, -1)) / (bands * mask.sum((-2, -1))).clamp_min(1e-12)
-    scales = (mean / TRAIN_MEAN).clamp_min(1e-8)
+    scales = (mean_intensities(y, mask, bands) / TRAIN_MEAN).clamp_min(1e-8)
     if jitter is not None:
         scales = scales * jitter
     yn = y / scales[:, None, None]
