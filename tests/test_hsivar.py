@@ -146,7 +146,10 @@ def test_two_stage_training_resume_and_export(tmp_path, monkeypatch):
     msgs = []
     kw2 = {**kw, "out": str(tmp_path / "cont"), "init": str(tmp_path / "w.safetensors")}
     train(HsivarTrainConfig(stage=2, steps=1, **kw2), scenes=sc, log=msgs.append)
-    assert any("continues from" in m for m in msgs) and not any("zeroed" in m for m in msgs)
+    assert any("continues from" in m and "(25 steps)" in m for m in msgs)
+    assert not any("zeroed" in m for m in msgs)
+    e2 = export_weights(tmp_path / "cont/stage2/last.pt", tmp_path / "cont" / "w2.safetensors")
+    assert e2["steps"] == 26 and e2["training"]["prior_steps"] == 25  # cumulative
     cont = torch.load(tmp_path / "cont/stage2/last.pt", weights_only=True)["model"]
     assert not torch.equal(cont["cond_encoder.conv_in.weight"], cont["encoder.conv_in.weight"])
     torch.testing.assert_close(cont["encoder.conv_in.weight"], state["encoder.conv_in.weight"],

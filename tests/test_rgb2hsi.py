@@ -207,7 +207,7 @@ def test_stage2_fine_tuning_from_weights_with_consistency_loss(tmp_path):
     torch.manual_seed(0)
     model = build_model("mcga-tiny")
     w = tmp_path / "init.safetensors"
-    save_state_dict(model.state_dict(), w, metadata={"model": "mcga-tiny"})
+    save_state_dict(model.state_dict(), w, metadata={"model": "mcga-tiny", "steps": 25})
     common = dict(preset="mcga-tiny", batch_size=4, patch=16, lr=3e-3, warmup=1, log_every=5,
                   ckpt_every=1000, threads=1)
     tr = Trainer(TrainConfig(stage=2, steps=10, init_weights=str(w), w_consistency=1.0, w_mrae=0.5,
@@ -219,6 +219,12 @@ def test_stage2_fine_tuning_from_weights_with_consistency_loss(tmp_path):
     assert r["step"] == 10 and np.isfinite(r["loss_last"])
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("vq."))
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("ganet."))
+    # the exported steps count the steps behind the initial weights too
+    from hsirestore.training.mcga import export_weights
+
+    entry = export_weights(tmp_path / "ft" / "stage2.pt", tmp_path / "ft" / "mcga-tiny-ft.safetensors")
+    assert entry["steps"] == 35 and entry["training"]["run_steps"] == 10
+    assert entry["training"]["prior_steps"] == 25
     with pytest.raises(OptionError, match="--init-weights"):
         Trainer(TrainConfig(stage=1, steps=1, init_weights=str(w), **common), tmp_path / "x",
                 cubes=cubes, synthetic=synth)

@@ -43,6 +43,9 @@ def train_cassi(
     seed: int = typer.Option(0, help="Random seed."),
     init_weights: Path = typer.Option(None, help="Start from these weights (e.g. weights/s2former-unfolded.safetensors)."),
     reset_output: bool = typer.Option(False, help="Zero each stage's output convolution after --init-weights (start as the identity on the stage input)."),
+    stages: int = typer.Option(0, help="Unfolded presets: number of stages (0: the preset's). With --init-weights of fewer stages, the new ones start as copies of the last with zeroed output (identity)."),
+    freeze_stages: int = typer.Option(0, help="Unfolded presets: keep the first K stages fixed and train the rest."),
+    project_output: bool = typer.Option(None, "--project-output/--no-project-output", help="Unfolded presets: end with a projection onto the measurement (default: the preset's)."),
     gaptv_pool: Path = typer.Option(None, help="Precomputed GAP-TV tiles for GAP-TV-initialised presets (s2former-gaptv); see 'train cassi-pool'."),
     gaptv_online: int = typer.Option(0, help="Instead of --gaptv-pool: make a pool of this many GAP-TV tiles on the training device (fast on a GPU), remade a few at a time as training goes."),
     gaptv_tile: int = typer.Option(256, help="Tile size of the --gaptv-online pool (<= 256, >= --patch)."),
@@ -69,7 +72,23 @@ def train_cassi(
                            threads=threads, reset_output=reset_output,
                            gaptv_pool=str(gaptv_pool) if gaptv_pool else "",
                            gaptv_online=gaptv_online, gaptv_tile=gaptv_tile,
-                           gaptv_refresh=gaptv_refresh, time_schedule=time_schedule)
+                           gaptv_refresh=gaptv_refresh, time_schedule=time_schedule,
+                           freeze_stages=freeze_stages)
+    from hsirestore.registry import get_spec
+
+    unfolded = "stages" in get_spec(preset).config
+    if (stages or freeze_stages or project_output is not None) and not unfolded:
+        raise OptionError(f"--stages, --freeze-stages and --project-output apply to unfolded "
+                          f"presets (s2former-unfolded, s2former-gaptv), not {preset}")
+    if stages < 0 or freeze_stages < 0:
+        raise OptionError("--stages and --freeze-stages must be >= 0")
+    if stages:
+        cfg.model_overrides["stages"] = stages
+    if project_output is not None:
+        cfg.model_overrides["project_output"] = project_output
+    n_stages = stages or get_spec(preset).config.get("stages", 0)
+    if freeze_stages and freeze_stages >= n_stages:
+        raise OptionError(f"--freeze-stages must be below the number of stages ({n_stages})")
     if gaptv_online < 0 or gaptv_refresh < 0:
         raise OptionError("--gaptv-online and --gaptv-refresh must be >= 0")
     if gaptv_online and not patch <= gaptv_tile <= 256:
@@ -78,7 +97,6 @@ def train_cassi(
         raise OptionError("--time-schedule needs --max-minutes")
     if reset_output and not init_weights:
         raise OptionError("--reset-output only applies with --init-weights")
-    from hsirestore.registry import get_spec
 
     if get_spec(preset).config.get("init") == "gap-tv":
         if not gaptv_online and (gaptv_pool is None or not any(gaptv_pool.glob("*.npz"))):

@@ -380,14 +380,15 @@ class UnfoldedS2Transformer(nn.Module):
     forward(x (N, B, H, W), mask (N, 1, H, W), meas (N, H, W + step*(B-1)),
     init_est (N, B, H, W) or None) -> (cube (N, B, H, W), [stage outputs before the last]).
     ``x`` (the single-pass input) is only used for its shape; ``meas`` is the measurement on
-    the cube's scale.
+    the cube's scale. ``project_output=True`` ends with one more projection onto the
+    measurement, so the returned cube reproduces ``meas`` exactly where the mask is open.
     """
 
     def __init__(self, in_chans: int = 28, stages: int = 3, embed_dim: int = 32, depth: int = 2,
                  num_heads: int = 4, window_size: int = 8, mlp_ratio: float = 2.0,
                  spe_dim_head: int = 8, step: int = 2, mask_norm: str = "channel",
                  init: str = "adjoint", gaptv_iters: int = 120, gaptv_weight: float = 4.0,
-                 aux_head: bool = False):
+                 project_output: bool = False, aux_head: bool = False):
         super().__init__()
         if init not in ("adjoint", "gap-tv"):
             raise ValueError(f"init must be 'adjoint' or 'gap-tv'; got {init!r}")
@@ -395,6 +396,7 @@ class UnfoldedS2Transformer(nn.Module):
         self.step = step
         self.init = init
         self.gaptv_iters, self.gaptv_weight = gaptv_iters, gaptv_weight
+        self.project_output = project_output
         self.window_size = window_size
         self.size_multiple = window_size
         self.stages = nn.ModuleList([
@@ -428,11 +430,17 @@ class UnfoldedS2Transformer(nn.Module):
         outs = []
         for k, stage in enumerate(self.stages):
             if k > 0:
-                resid = meas - _shift_stack(est * mask, self.step)
-                est = est + _unshift(resid / phi, b, self.step) * mask
+                est = self._project(est, mask, meas, phi)
             est, _ = stage(est, mask)
             outs.append(est)
+        if self.project_output:
+            est = self._project(est, mask, meas, phi)
         return est, outs[:-1]
+
+    def _project(self, est, mask, meas, phi):
+        """GAP step est + A^T((y - A est) / Phi): the nearest cube that fits ``meas``."""
+        resid = meas - _shift_stack(est * mask, self.step)
+        return est + _unshift(resid / phi, self.bands, self.step) * mask
 
     def predict_coded(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.aux is None:

@@ -70,6 +70,7 @@ class CassiTrainConfig:
     init_weights: str = ""  # start from these weights (e.g. the shipped ones) unless resuming
     init_steps: int | None = None  # training steps behind init_weights (set when training starts)
     reset_output: bool = False  # zero each stage's output conv after init_weights (identity start)
+    freeze_stages: int = 0  # unfolded presets: leave the first K stages as they are
     gaptv_pool: str = ""  # folder of precomputed GAP-TV tiles (models with init="gap-tv")
     gaptv_online: int = 0  # instead: a pool of this many tiles made on the training device
     gaptv_tile: int = 256  # tile size of the online pool
@@ -210,6 +211,27 @@ def validate(model, data_dir: Path, bands: int = 28, step: int = 2) -> dict:
     return out
 
 
+def _grow_stages(model, state: dict) -> list[int]:
+    """Stages of an unfolded ``model`` beyond those in ``state`` (weights of fewer stages):
+    each becomes a copy of the last stage in ``state`` with its output convolution zeroed,
+    so the grown model starts exactly where the smaller one left off (plus one projection
+    onto the measurement per added stage). Returns the indices of the added stages."""
+    stages = getattr(model, "stages", None)
+    if stages is None:
+        return []
+    have = sorted({int(k.split(".")[1]) for k in state if k.startswith("stages.")})
+    if not have or len(have) >= len(stages):
+        return []
+    last = model.stages[have[-1]].state_dict()
+    added = list(range(len(have), len(stages)))
+    with torch.no_grad():
+        for i in added:
+            model.stages[i].load_state_dict(last)
+            model.stages[i].conv_last.weight.zero_()
+            model.stages[i].conv_last.bias.zero_()
+    return added
+
+
 def _save(path: Path, obj: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -229,12 +251,26 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
     torch.manual_seed(cfg.seed)
+    ck = None
+    if resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        run_cfg = ck.get("config", {})  # the run's architecture, not this invocation's options
+        cfg.model_overrides = dict(run_cfg.get("model_overrides") or {})
+        cfg.freeze_stages = int(run_cfg.get("freeze_stages") or 0)
     model = build_model(cfg.preset, aux_head=cfg.mask_aware, **cfg.model_overrides)
     from hsirestore.inference.device import resolve_device
 
     dev = resolve_device(cfg.device)
     model.to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.freeze_stages:
+        n_stages = len(getattr(model, "stages", None) or [])
+        if not 0 < cfg.freeze_stages < n_stages:
+            raise ValueError(f"freeze_stages must be between 1 and {n_stages - 1} for "
+                             f"{cfg.preset} ({n_stages} stages); got {cfg.freeze_stages}")
+        for st in model.stages[: cfg.freeze_stages]:
+            st.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
 
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -263,8 +299,7 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
         data = GaptvPatches(cfg, data_dir) if gaptv_init else CassiPatches(cfg, data_dir)
     step = 0
     best = {}
-    if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
@@ -279,9 +314,15 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
 
         state, meta = load_state_dict(cfg.init_weights)
         missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or any(not k.startswith("aux.") for k in missing):
+        grown = _grow_stages(model, state)
+        missing = [k for k in missing if not k.startswith("aux.")
+                   and not any(k.startswith(f"stages.{i}.") for i in grown)]
+        if unexpected or missing:
             raise ValueError(f"{cfg.init_weights} does not fit {cfg.preset}: "
                              f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+        if grown:
+            log(f"stages {grown[0]}..{grown[-1]} added: copies of stage {grown[0] - 1} with "
+                "zeroed output convolutions (each starts as the identity)")
         from hsirestore.weights import recorded_steps
 
         cfg.init_steps = recorded_steps(cfg.init_weights)

@@ -70,6 +70,7 @@ class HsivarTrainConfig:
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0: auto (cores - 1, at least 1, at most 8)
     init: str = ""  # stage-1 checkpoint for stage 2 (default OUT/stage1/last.pt)
+    init_steps: int | None = None  # stage-2 steps behind an exported ``init`` (set at the start)
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
     model_overrides: dict = field(default_factory=dict)
 
@@ -226,7 +227,10 @@ def _init_stage2(model, init: Path, cfg, log) -> None:
             torch.nn.init.zeros_(model.decoder.conv_out.weight)
             torch.nn.init.zeros_(model.decoder.conv_out.bias)
             log("decoder output conv zeroed (non-residual weights -> residual model)")
-        log(f"stage 2 continues from {init} ({meta.get('steps', '?')} steps)")
+        from hsirestore.weights import recorded_steps
+
+        cfg.init_steps = recorded_steps(init)
+        log(f"stage 2 continues from {init} ({cfg.init_steps} steps)")
         return
     ck = torch.load(init, map_location="cpu", weights_only=True)
     if ck.get("config", {}).get("preset", cfg.preset) != cfg.preset:
@@ -280,6 +284,7 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         step, last = ck["step"], ck.get("last", {})
+        cfg.init_steps = ck.get("config", {}).get("init_steps")  # steps behind the run's start
         data.rng.bit_generator.state = ck["data_rng"]
         torch.set_rng_state(ck["torch_rng"])
         log(f"resumed from {ckpt_path} at step {step}")
@@ -382,15 +387,18 @@ def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
     name = spec.weights or f"{spec.name}.safetensors"
     out_file = Path(out_file) if out_file else weights_dir() / name
     config = {**spec.config, **cfg.get("model_overrides", {})}
+    prior = int(cfg.get("init_steps") or 0)  # stage-2 steps behind exported --init weights
+    total = int(ck["step"]) + prior
     entry = {
         "model": spec.name,
         "config": config,
         "training_data": "CAVE train split (20 scenes, 31 bands 400-700 nm); "
                          f"{cfg['patch']}x{cfg['patch']} crops, batch {cfg['batch_size']}, "
                          f"random degradations (up to {cfg['max_mix']} mixed types)",
-        "training": {**{k: cfg[k] for k in ("steps", "lr", "w_ce", "w_align", "w_pix", "seed")},
-                     **({"init": cfg["init"]} if cfg.get("init") else {})},
-        "steps": ck["step"],
+        "training": {**{k: cfg[k] for k in ("lr", "w_ce", "w_align", "w_pix", "seed")},
+                     **({"init": cfg["init"]} if cfg.get("init") else {}),
+                     "steps": total, "run_steps": int(ck["step"]), "prior_steps": prior},
+        "steps": total,
         "val_metrics": {**ck.get("last", {}).get("val", {}),
                         "protocol": "CAVE val scenes, 64x64 centre crops, per-band PSNR (peak 1) "
                                     "averaged; tasks " + ", ".join(VAL_TASKS)},

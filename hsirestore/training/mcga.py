@@ -72,6 +72,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0: cores - 1 (at least 1, at most 8)
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
     init_weights: str = ""  # stage 2: start from these full-model weights instead of OUT/stage1.pt
+    init_steps: int | None = None  # stage-2 steps behind init_weights (set when training starts)
     w_consistency: float = 0.0  # stage 2: weight of the loss on the RGB-consistent projection
     w_mrae: float = 0.0  # stage 2: weight of the relative-error (MRAE) loss term
     extra: dict = field(default_factory=dict)
@@ -259,6 +260,9 @@ class Trainer:
                 except RuntimeError as e:
                     raise ModelError(f"{cfg.init_weights} does not fit {cfg.preset}: "
                                      f"{str(e).splitlines()[0]}") from e
+                from hsirestore.weights import recorded_steps
+
+                cfg.init_steps = recorded_steps(cfg.init_weights)
             else:
                 s1 = self.out / "stage1.pt"
                 if not s1.exists():
@@ -280,6 +284,7 @@ class Trainer:
             self.model.load_state_dict(ck["model"])
             self.opt.load_state_dict(ck["optimizer"])
             self.step = int(ck["step"])
+            cfg.init_steps = ck.get("config", {}).get("init_steps")  # steps behind the run's start
             if "rng" in ck:
                 self.rng.bit_generator.state = ck["rng"]
             if "torch_rng" in ck:
@@ -361,7 +366,7 @@ class Trainer:
         path = self.out / f"{self.cfg.preset}.safetensors"
         save_state_dict(self.model.state_dict(), path,
                         metadata={"preset": self.cfg.preset, "config": dict(self.spec.config),
-                                  "steps": self.step})
+                                  "steps": self.step + int(self.cfg.init_steps or 0)})
         return path
 
     def run(self, echo=print) -> dict:
@@ -417,6 +422,8 @@ def export_weights(checkpoint, out_file=None, metrics: dict | None = None, note:
     name = spec.weights or f"{spec.name}.safetensors"
     out_file = Path(out_file) if out_file else weights_dir() / name
     cfg = ck.get("config", {})
+    prior = int(cfg.get("init_steps") or 0)  # stage-2 steps behind --init-weights
+    total = int(ck["step"]) + prior
     entry = {
         "model": spec.name,
         "config": dict(spec.config),
@@ -427,9 +434,10 @@ def export_weights(checkpoint, out_file=None, metrics: dict | None = None, note:
             f"and camspec cameras except {', '.join(HELDOUT_CAMERAS)} (p={cfg.get('p_camspec')}), "
             f"brightness x U{tuple(cfg.get('brightness', ()))}, "
             f"{cfg.get('patch')}x{cfg.get('patch')} patches, batch {cfg.get('batch_size')}"),
-        "training": {k: cfg.get(k) for k in ("steps", "lr", "warmup", "beta", "seed", "init_weights",
-                                             "w_consistency", "w_mrae") if cfg.get(k) or k == "steps"},
-        "steps": int(ck["step"]),
+        "training": {**{k: cfg.get(k) for k in ("lr", "warmup", "beta", "seed", "init_weights",
+                                                "w_consistency", "w_mrae") if cfg.get(k)},
+                     "steps": total, "run_steps": int(ck["step"]), "prior_steps": prior},
+        "steps": total,
         "val_metrics": metrics or {},
         "note": note,
     }
