@@ -5,7 +5,7 @@ measurement simulated with ../shared/data/cassi/mask_256.mat (step 2, noiseless)
 MPSNR / MSSIM per band with data range 1 (float, no uint8 quantisation), SAM in degrees.
 
     python benchmarks/cassi_val.py [--methods s2former,s2former-gaptv,gap-tv] [--iters 120]
-        [--json out.json]
+        [--flip-ensemble] [--json out.json]
 
 ``s2former`` is the decoder's default model (or --model/--weights); other method names are
 registered CASSI models run with their shipped weights.
@@ -27,6 +27,8 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--iters", type=int, default=120, help="GAP-TV iterations")
     ap.add_argument("--tv-weight", type=float, default=4.0)
+    ap.add_argument("--flip-ensemble", action="store_true",
+                    help="learned methods: average with the decode of the up-down flipped system")
     ap.add_argument("--split", default="val", help="val (report) or train (tuning only)")
     ap.add_argument("--limit", type=int, default=0, help="first N scenes only")
     ap.add_argument("--json", default=None, help="save the results here")
@@ -59,9 +61,11 @@ def main(argv=None) -> int:
                                            gaptv_weight=args.tv_weight)
             elif m in ("s2former", "model"):
                 decoders[m] = CassiDecoder(method="s2former", model_name=args.model,
-                                           weights=args.weights, device="cpu")
+                                           weights=args.weights, device="cpu",
+                                           flip_ensemble=args.flip_ensemble)
             else:  # a registered CASSI model with shipped weights, e.g. s2former-gaptv
-                decoders[m] = CassiDecoder(method="s2former", model_name=m, device="cpu")
+                decoders[m] = CassiDecoder(method="s2former", model_name=m, device="cpu",
+                                           flip_ensemble=args.flip_ensemble)
         except HsiRestoreError as e:
             print(f"cassi_val: skipping {m}: {e}")
     rows = []

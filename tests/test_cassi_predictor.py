@@ -57,6 +57,34 @@ def test_model_decoder_tiles_and_is_homogeneous(tiny_weights):
     assert whole.shape == a.shape
 
 
+def test_flip_ensemble_averages_the_decode_of_the_flipped_system(tmp_path):
+    import torch
+
+    from hsirestore.registry import build_model
+    from hsirestore.weights import save_state_dict
+
+    torch.manual_seed(0)
+    model = build_model("s2former-tiny", in_chans=B)
+    torch.nn.init.normal_(model.conv_last.weight, std=0.2)  # far from the identity
+    weights = tmp_path / "tiny.safetensors"
+    save_state_dict(model.state_dict(), weights, metadata={"model_overrides": {"in_chans": B}})
+    _, mask, y = _scene()
+    kw = dict(method="s2former", model_name="s2former-tiny", weights=weights, bands=B,
+              step=STEP, tile=None, device="cpu")
+    plain = CassiDecoder(**kw).decode(y, mask)
+    flipped = CassiDecoder(**kw).decode(y[::-1].copy(), mask[::-1].copy())
+    dec = CassiDecoder(**kw, flip_ensemble=True)
+    assert "flip ensemble" in dec.describe()
+    ens = dec.decode(y, mask)
+    np.testing.assert_allclose(ens, 0.5 * (plain + flipped[:, ::-1]), rtol=1e-4, atol=1e-5)
+    assert np.abs(ens - plain).max() > 1e-2  # the flipped pass is not the same computation
+    # rows that are not a multiple of the window: padded, flipped, cropped back
+    _, mask, y = _scene(h=21)
+    assert dec.decode(y, mask).shape == (B, 21, 40)
+    with pytest.raises(OptionError, match="flip-ensemble"):
+        CassiDecoder(method="gap-tv", flip_ensemble=True)
+
+
 def test_gaptv_decoder_beats_shift_back():
     from hsirestore.physics.cassi import mask_phi_sum, shift_back
 

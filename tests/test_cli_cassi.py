@@ -70,6 +70,8 @@ def test_cassi_errors(files):
     # geometry: the default 28 bands do not fit a 16x38 measurement of a 16x24 mask
     assert "expected" in _one_line_error(_run(*base))
     assert "step" in _one_line_error(_run(*base, "--bands", B, "--step", 3))
+    # flip ensemble is for learned decoders
+    assert "flip-ensemble" in _one_line_error(_run(*base, "--bands", B, "--flip-ensemble"))
     # wrong mask variable
     msg = _one_line_error(_run(*base, "--bands", B, "--mask-var", "nope"))
     assert "mask" in msg
@@ -104,3 +106,17 @@ def test_band_count_the_model_cannot_take(files):
     r = _run("cassi", files / "meas.mat", "--mask", files / "mask.mat", "--bands", B,
              "--model", "s2former-tiny", "--weights", w, "-o", files / "o.h5")
     assert r.exit_code == 1 and "decodes 28 bands" in r.stderr
+
+
+def test_cassi_flip_ensemble_with_a_model(files):
+    from hsirestore.registry import build_model
+    from hsirestore.weights import save_state_dict
+
+    w = files / "tiny8.safetensors"
+    save_state_dict(build_model("s2former-tiny", in_chans=B).state_dict(), w,
+                    metadata={"model_overrides": {"in_chans": B}})
+    r = _run("cassi", files / "meas.mat", "--mask", files / "mask.mat", "--bands", B,
+             "--model", "s2former-tiny", "--weights", w, "--flip-ensemble", "-o", files / "f.h5")
+    assert r.exit_code == 0, r.output
+    assert "flip ensemble" in json.loads(r.stdout.strip().splitlines()[-1])["method"]
+    assert read_cube(files / "f.h5").shape == (B, 16, 24)

@@ -49,6 +49,7 @@ def cassi(
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     tile: int = typer.Option(256, help="Tile size for large inputs (0: whole image at once)."),
     iterations: int = typer.Option(120, help="GAP-TV iterations (120 tuned on CAVE train crops)."),
+    flip_ensemble: bool = typer.Option(False, help="Learned decoders: average with the decode of the up-down flipped measurement and mask (another valid CASSI system); twice the model time."),
     reference: Path = typer.Option(None, help="Ground-truth cube: also write a metric report."),
     preview: bool = typer.Option(False, help="Write a false-colour PNG beside the output."),
     spectra: list[str] = typer.Option(None, help=SPECTRA_HELP),
@@ -79,7 +80,8 @@ def cassi(
     if y.bands != 1:
         raise ShapeError(f"{meas}: the measurement must be a single 2-D image; got {y.bands} bands")
     decoder = CassiDecoder(method=method, model_name=model, weights=weights, device=device,
-                           tile=tile or None, bands=bands, step=step, gaptv_iters=iterations)
+                           tile=tile or None, bands=bands, step=step, gaptv_iters=iterations,
+                           flip_ensemble=flip_ensemble)
     t0 = time.perf_counter()
     cube = decoder.decode(y.data[0], m.data if m.bands > 1 else m.data[0])
     seconds = time.perf_counter() - t0

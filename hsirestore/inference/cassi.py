@@ -55,12 +55,15 @@ class CassiDecoder:
         tile, overlap: tiling of the cube grid for large inputs (tile=None: whole image).
         bands, step: band count and dispersion step (pixels per band).
         gaptv_iters, gaptv_weight: GAP-TV settings (tuned on CAVE train scenes).
+        flip_ensemble: learned models only: also decode the up-down flipped system (flipping
+            the rows of measurement and mask gives another valid CASSI system, since the
+            dispersion runs along the rows) and average the two cubes; twice the model time.
     """
 
     def __init__(self, method: str = "s2former", model_name: str | None = None,
                  weights=None, device: str = "auto", tile: int | None = 256, overlap: int = 64,
                  bands: int = 28, step: int = 2, gaptv_iters: int = 120,
-                 gaptv_weight: float = 4.0):
+                 gaptv_weight: float = 4.0, flip_ensemble: bool = False):
         if method not in METHODS:
             raise OptionError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
         if bands < 2 or step < 1:
@@ -69,6 +72,9 @@ class CassiDecoder:
         self.bands, self.step = bands, step
         self.tile, self.overlap = tile, overlap
         self.gaptv_iters, self.gaptv_weight = gaptv_iters, gaptv_weight
+        if flip_ensemble and method != "s2former":
+            raise OptionError("--flip-ensemble applies to the learned decoders, not GAP-TV")
+        self.flip_ensemble = bool(flip_ensemble)
         from hsirestore.inference.device import resolve_device
 
         self.device = resolve_device(device)
@@ -80,7 +86,7 @@ class CassiDecoder:
     def describe(self) -> str:
         if self.method == "gap-tv":
             return f"GAP-TV ({self.gaptv_iters} iterations, TV weight {self.gaptv_weight})"
-        return f"{self.model_name}"
+        return f"{self.model_name}" + (" + up-down flip ensemble" if self.flip_ensemble else "")
 
     def _load(self, model_name, weights):
         from hsirestore.models.s2former import is_official_checkpoint, official_key_map
@@ -167,10 +173,7 @@ class CassiDecoder:
     def _run_tile(self, y, mask, est=None):
         """y (H, W + step*(B-1)), mask (H, W)[, initial estimate (B, H, W)] -> (B, H, W)
         (padded to the window size)."""
-        import torch
         import torch.nn.functional as F
-
-        from hsirestore.physics.cassi import model_input
 
         mult = getattr(self.model, "size_multiple", 8)
         h, w = mask.shape
@@ -180,6 +183,19 @@ class CassiDecoder:
             mask = F.pad(mask, (0, pw, 0, ph))
             y = F.pad(y, (0, pw, 0, ph))
             est = F.pad(est, (0, pw, 0, ph)) if est is not None else None
+        out = self._run_model(y, mask, est)
+        if self.flip_ensemble:  # rows flipped: another valid system (dispersion is along rows)
+            flipped = self._run_model(y.flip(-2), mask.flip(-2),
+                                      est.flip(-2) if est is not None else None)
+            out = 0.5 * (out + flipped.flip(-2))
+        return out[0, :, :h, :w].float().cpu()
+
+    def _run_model(self, y, mask, est=None):
+        """One model pass: y (H, W'), mask (H, W)[, est (B, H, W)] -> (1, B, H, W)."""
+        import torch
+
+        from hsirestore.physics.cassi import model_input
+
         x = model_input(y, mask, self.bands, self.step)
         with torch.inference_mode():
             args = (x[None].to(self.device), mask[None, None].to(self.device))
@@ -188,7 +204,7 @@ class CassiDecoder:
                 out, _ = self.model(*args, y[None].to(self.device), **kw)
             else:
                 out, _ = self.model(*args)
-        return out[0, :, :h, :w].float().cpu()
+        return out
 
     def _decode_tiled(self, yn, mk, est=None) -> np.ndarray:
         import torch
