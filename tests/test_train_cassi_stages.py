@@ -105,6 +105,7 @@ def test_freeze_stages_must_leave_a_stage_to_train(fake_cassi_data, tmp_path):
     (["--preset", "s2former-unfolded", "--freeze-stages", "3"],
      "--freeze-stages must be below the number of stages (3)"),
     (["--preset", "s2former-unfolded", "--stages", "-1"], "must be >= 0"),
+    (["--loss", "huber"], "--loss must be l1 or l2; got 'huber'"),
 ])
 def test_stage_option_errors(tmp_path, args, expected):
     from hsirestore.cli import app
@@ -117,3 +118,24 @@ def test_stage_option_errors(tmp_path, args, expected):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and expected in lines[0], r.output
     assert not (tmp_path / "run").exists()
+
+
+def test_l2_loss_option(fake_cassi_data, tmp_path):
+    import json
+
+    fake_cassi_data(tmp_path / "data")
+    kw = dict(preset="s2former-unfolded", batch_size=1, patch=16, val_every=0, log_every=1,
+              warmup=1, aux_steps=1, threads=1, model_overrides={**_TINY, "in_chans": 28})
+    train(CassiTrainConfig(out=str(tmp_path / "a"), steps=2, loss="l2", seed=1, **kw),
+          data_dir=tmp_path / "data", log=lambda *_: None)
+    train(CassiTrainConfig(out=str(tmp_path / "b"), steps=2, loss="l1", seed=1, **kw),
+          data_dir=tmp_path / "data", log=lambda *_: None)
+    l2 = [json.loads(x)["loss"] for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    l1 = [json.loads(x)["loss"] for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    # same first batch and weights (unweighted in the first step): mean square against mean
+    # absolute error of the same residuals, so E[e^2] >= E[|e|]^2 (Jensen) and they differ
+    assert l2[0] >= l1[0] ** 2 * (1 - 1e-4) and abs(l2[0] - l1[0]) > 1e-3
+    assert torch.load(tmp_path / "a" / "last.pt", weights_only=True)["config"]["loss"] == "l2"
+    with pytest.raises(ValueError, match="loss must be"):
+        train(CassiTrainConfig(out=str(tmp_path / "c"), steps=1, loss="l3", **kw),
+              data_dir=tmp_path / "data", log=lambda *_: None)

@@ -43,6 +43,7 @@ def train_cassi(
     seed: int = typer.Option(0, help="Random seed."),
     init_weights: Path = typer.Option(None, help="Start from these weights (e.g. weights/s2former-unfolded.safetensors)."),
     reset_output: bool = typer.Option(False, help="Zero each stage's output convolution after --init-weights (start as the identity on the stage input)."),
+    loss: str = typer.Option("l1", help="Reconstruction loss: l1 (as published) or l2 (mean squared error, e.g. to fine-tune for PSNR)."),
     stages: int = typer.Option(0, help="Unfolded presets: number of stages (0: the preset's). With --init-weights of fewer stages, the new ones start as copies of the last with zeroed output (identity)."),
     freeze_stages: int = typer.Option(0, help="Unfolded presets: keep the first K stages fixed and train the rest."),
     project_output: bool = typer.Option(None, "--project-output/--no-project-output", help="Unfolded presets: end with a projection onto the measurement (default: the preset's)."),
@@ -73,7 +74,9 @@ def train_cassi(
                            gaptv_pool=str(gaptv_pool) if gaptv_pool else "",
                            gaptv_online=gaptv_online, gaptv_tile=gaptv_tile,
                            gaptv_refresh=gaptv_refresh, time_schedule=time_schedule,
-                           freeze_stages=freeze_stages)
+                           freeze_stages=freeze_stages, loss=loss)
+    if loss not in ("l1", "l2"):
+        raise OptionError(f"--loss must be l1 or l2; got {loss!r}")
     from hsirestore.registry import get_spec
 
     unfolded = "stages" in get_spec(preset).config

@@ -60,6 +60,7 @@ class CassiTrainConfig:
     beta: float = 1.0
     eps: float = 0.05
     pin_weight: float = 0.1
+    loss: str = "l1"  # reconstruction loss: l1 (as published) or l2 (fine-tuning for PSNR)
     shot_noise: float = 0.0  # photons at value 1 (0: none)
     gain: tuple = (0.5, 1.5)
     scale_jitter: float = 1.0  # training scales are multiplied by exp(U(-j, j))
@@ -262,6 +263,8 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
 
     dev = resolve_device(cfg.device)
     model.to(dev)
+    if cfg.loss not in ("l1", "l2"):
+        raise ValueError(f"loss must be 'l1' or 'l2'; got {cfg.loss!r}")
     if cfg.freeze_stages:
         n_stages = len(getattr(model, "stages", None) or [])
         if not 0 < cfg.freeze_stages < n_stages:
@@ -360,7 +363,7 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
         init_est = est[0].to(dev) / s[:, None, None, None] if est else None
         m4 = mask[:, None]
         pred, pins = _run(model, xin, m4, yn, init_est)
-        err = (pred - target).abs()
+        err = (pred - target).abs() if cfg.loss == "l1" else (pred - target).square()
         loss_aux = torch.zeros((), device=dev)
         weight = None
         if cfg.mask_aware:
@@ -372,7 +375,8 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
                 weight = 1 + cfg.beta * cfg.eps / (a + cfg.eps)
                 weight = weight / weight.mean()
         loss_rec = (err * weight).mean() if weight is not None else err.mean()
-        loss_pin = sum(F.l1_loss(p, target) for p in pins) / max(1, len(pins))
+        pin_loss = F.l1_loss if cfg.loss == "l1" else F.mse_loss
+        loss_pin = sum(pin_loss(p, target) for p in pins) / max(1, len(pins))
         loss = loss_rec + cfg.pin_weight * loss_pin + loss_aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
