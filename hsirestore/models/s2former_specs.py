@@ -57,9 +57,10 @@ register_model(ModelSpec(
     builder="hsirestore.models.s2former:build_unfolded_s2former",
     config=dict(in_chans=28, stages=3, embed_dim=32, depth=2, num_heads=4, window_size=8,
                 mlp_ratio=2.0, spe_dim_head=8, step=2, mask_norm="channel", init="gap-tv",
-                gaptv_iters=120, gaptv_weight=4.0),
+                gaptv_iters=120, gaptv_weight=4.0, project_output=True),
     bands=28, wavelengths=CASSI_WAVELENGTHS_28, size_multiple=8,
     weights="s2former-gaptv.safetensors",
-    description="the unfolded stages refining a GAP-TV estimate (slower: GAP-TV runs first)",
+    description="the unfolded stages refining a GAP-TV estimate, ending with a projection onto "
+                "the measurement (slower: GAP-TV runs first)",
     reference=_REF + "; X. Yuan, GAP-TV, ICIP 2016",
 ))
