@@ -79,7 +79,8 @@ def train_cassi(
         raise OptionError(f"--loss must be l1 or l2; got {loss!r}")
     from hsirestore.registry import get_spec
 
-    unfolded = "stages" in get_spec(preset).config
+    spec = get_spec(preset)
+    unfolded = "stages" in spec.config
     if (stages or freeze_stages or project_output is not None) and not unfolded:
         raise OptionError(f"--stages, --freeze-stages and --project-output apply to unfolded "
                           f"presets (s2former-unfolded, s2former-gaptv), not {preset}")
@@ -89,7 +90,7 @@ def train_cassi(
         cfg.model_overrides["stages"] = stages
     if project_output is not None:
         cfg.model_overrides["project_output"] = project_output
-    n_stages = stages or get_spec(preset).config.get("stages", 0)
+    n_stages = stages or spec.config.get("stages", 0)
     if freeze_stages and freeze_stages >= n_stages:
         raise OptionError(f"--freeze-stages must be below the number of stages ({n_stages})")
     if gaptv_online < 0 or gaptv_refresh < 0:
@@ -101,7 +102,7 @@ def train_cassi(
     if reset_output and not init_weights:
         raise OptionError("--reset-output only applies with --init-weights")
 
-    if get_spec(preset).config.get("init") == "gap-tv":
+    if spec.config.get("init") == "gap-tv":
         if not gaptv_online and (gaptv_pool is None or not any(gaptv_pool.glob("*.npz"))):
             raise OptionError(f"{preset} refines GAP-TV estimates: build them first with "
                               "'hsirestore train cassi-pool --out DIR' and pass --gaptv-pool DIR")
