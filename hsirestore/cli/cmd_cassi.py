@@ -60,6 +60,7 @@ def cassi(
     from hsirestore.errors import InvalidValueError, ShapeError
     from hsirestore.inference.cassi import CassiDecoder
     from hsirestore.io import Cube, output_paths, read_cube, write_cube
+    from hsirestore.cli.common import refuse_overwriting_inputs
     from hsirestore.io.atomic import check_writable
     from hsirestore.physics.cassi import CASSI_WAVELENGTHS_28
 
@@ -69,6 +70,7 @@ def cassi(
     report = output.with_name(output.stem + "_report")
     if preview:
         targets.append(png)
+    refuse_overwriting_inputs([meas, mask], targets)
     check_writable(targets, force)
     y = read_cube(meas, var=var)
     m = read_cube(mask, var=mask_var)

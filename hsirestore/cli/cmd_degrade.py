@@ -70,8 +70,10 @@ def degrade(
 ) -> None:
     import numpy as np
 
-    from hsirestore.errors import OptionError
-    from hsirestore.inference.normalize import fit_scaling
+    from hsirestore.cli.common import refuse_overwriting_inputs
+    from hsirestore.errors import InvalidValueError, OptionError
+    from hsirestore.inference.normalize import (fill_missing_entries, fit_scaling, invalid_mask,
+                                                missing_entries)
     from hsirestore.io import output_paths, read_cube, write_cube
     from hsirestore.io.atomic import check_writable
     from hsirestore.physics.degradations import jsonable_info, parse_degradation
@@ -85,19 +87,35 @@ def degrade(
     if spectra and not preview:
         raise OptionError("--spectra needs --preview")
     outs = output_paths(dst)
-    if any(p.resolve() == q.resolve() for p in outs for q in output_paths(src) if q.exists()):
-        raise OptionError(f"{dst} would overwrite the input; choose another output")
     png = dst.with_name(dst.stem + ".png")
     extra = ([png] + ([spectra_path(png)] if spectra else [])) if preview else []
+    refuse_overwriting_inputs([src], outs + extra)
     check_writable(outs + extra, force)
     cube = read_cube(src, var=var)
     pixels = parse_pixels(spectra, cube.rows, cube.cols) if preview else None
 
+    bad = invalid_mask(cube.data, cube.nodata)
+    if cube.valid is not None:
+        bad |= ~cube.valid
+    if bad.all():
+        raise InvalidValueError(f"{src}: no valid pixel (every pixel is NaN or nodata)")
     norm = fit_scaling(cube, scaling, cube.source_dtype)
     x = norm.to_model(cube.data)
-    y, info = deg.apply(x, seed)
-    if cube.valid is not None:
-        y[:, ~cube.valid] = x[:, ~cube.valid]  # invalid pixels stay as read
+    # nodata must not leak into valid pixels through blurs and resampling: degrade a copy
+    # whose holes are filled (single nodata values from the pixel's other bands, invalid
+    # pixels with the band means), then put the holes back as read
+    holes = missing_entries(cube.data, cube.nodata)
+    xin = x
+    if holes is not None or bad.any():
+        xin = x.copy()
+        if holes is not None:
+            holes &= ~bad[None]
+            fill_missing_entries(xin, holes)
+        xin[:, bad] = xin[:, ~bad].mean(axis=1, keepdims=True)
+    y, info = deg.apply(xin, seed)
+    y[:, bad] = x[:, bad]  # invalid pixels and single nodata values stay as read
+    if holes is not None:
+        y[holes] = x[holes]
     record = {**jsonable_info(info), "seed": seed, "normalisation": norm.describe()}
     out = cube.with_data(np.asarray(norm.from_model(y), np.float32))
     out.attrs = {**cube.attrs, "degradation": json.dumps(record)}

@@ -41,6 +41,8 @@ Examples:
 
 
 def _expand(inputs: list[Path]) -> tuple[list[Path], bool]:
+    """Files to restore and whether a folder was given. Folders contribute their cubes,
+    except hidden files and earlier outputs (NAME_restored.*)."""
     from hsirestore.errors import FormatError
 
     files: list[Path] = []
@@ -49,7 +51,7 @@ def _expand(inputs: list[Path]) -> tuple[list[Path], bool]:
         if p.is_dir():
             folder = True
             found = sorted(f for f in p.iterdir() if f.suffix.lower() in CUBE_SUFFIXES
-                           and not f.name.startswith(".") and "_restored" not in f.stem)
+                           and not f.name.startswith(".") and not f.stem.endswith("_restored"))
             if not found:
                 raise FormatError(f"{p}: no cubes ({', '.join(CUBE_SUFFIXES)}) in this folder")
             files += found
@@ -60,15 +62,20 @@ def _expand(inputs: list[Path]) -> tuple[list[Path], bool]:
 
 def _out_suffix(src: Path) -> str:
     from hsirestore.io import detect_format
+    from hsirestore.io.hdf5 import split_path
 
+    file = split_path(src)[0]
     try:
-        return ".hdr" if detect_format(src) == "envi" else src.suffix
+        return ".hdr" if detect_format(src) == "envi" else file.suffix
     except Exception:
-        return src.suffix
+        return file.suffix
 
 
 def _target(src: Path, outdir: Path | None) -> Path:
-    return (outdir or src.parent) / f"{src.stem}_restored{_out_suffix(src)}"
+    from hsirestore.io.hdf5 import split_path
+
+    file = split_path(src)[0]
+    return (outdir or file.parent) / f"{file.stem}_restored{_out_suffix(src)}"
 
 
 def _output_dtype(source_dtype: str | None, sample) -> str | None:
@@ -84,17 +91,20 @@ def _output_dtype(source_dtype: str | None, sample) -> str | None:
     return source_dtype if v.size and np.array_equal(v, np.round(v)) else None
 
 
-def _run_one(restorer, src: Path, dst: Path, degradation: str, stream: bool, force: bool):
+def _run_one(restorer, src: Path, dst: Path, degradation: str, stream: bool, force: bool,
+             var: str | None = None, layout: str | None = None):
     """Restore one file (in memory, or window by window with ``stream``); returns its shape."""
-    from hsirestore.io import create_cube, open_cube, read_cube, write_cube
+    from hsirestore.cli.common import refuse_overwriting_inputs
+    from hsirestore.io import create_cube, open_cube, output_paths, read_cube, write_cube
 
+    refuse_overwriting_inputs([src], output_paths(dst))
     if not stream:
-        cube = read_cube(src)
+        cube = read_cube(src, var=var, layout=layout)
         dtype = _output_dtype(cube.source_dtype, cube.data[:, ::7, ::7])
         out = restorer.restore(cube, degradation)
         write_cube(out, dst, force=force, dtype=dtype)
         return out.shape
-    source = open_cube(src)
+    source = open_cube(src, var=var, layout=layout)
     try:
         meta = source.meta
         _, h, w = source.shape
@@ -114,11 +124,16 @@ def _run_one(restorer, src: Path, dst: Path, degradation: str, stream: bool, for
 
 
 def _restore_cmd(
-    inputs: list[Path] = typer.Argument(..., help="Cubes (ENVI .hdr, GeoTIFF, .mat, HDF5) or folders."),
+    inputs: list[Path] = typer.Argument(..., help="Cubes (ENVI .hdr, GeoTIFF, .mat, HDF5 file.h5 "
+                                        "or file.h5:/dataset) or folders."),
     output: Path = typer.Option(None, "-o", "--output", help="Output cube (one input) or folder."),
     degradation: str = typer.Option("auto", "--degradation", "-d", help="auto, generic, or types "
                                      "joined by '+' (e.g. blur+noise:sigma=30; sigma in 1/255 of "
                                      "the normalised range): " + _TYPES + "."),
+    var: str = typer.Option(None, help="Variable/dataset to read from .mat/HDF5 inputs "
+                            "(default: the only 3-D one)."),
+    layout: str = typer.Option(None, help="bands-first or bands-last, when a .mat/HDF5/TIFF "
+                               "array's band axis is ambiguous."),
     model: str = typer.Option("hsivar-compact", help="Registered restoration model."),
     weights: Path = typer.Option(None, help="Checkpoint (.safetensors export or training last.pt) "
                                  "instead of the shipped weights."),
@@ -148,6 +163,11 @@ def _restore_cmd(
     from hsirestore.io import output_paths, read_cube
     from hsirestore.io.atomic import check_writable
 
+    from hsirestore.cli.common import refuse_overwriting_inputs
+    from hsirestore.io.hdf5 import split_path
+
+    if layout is not None and layout not in ("bands-first", "bands-last"):
+        raise OptionError(f"--layout must be bands-first or bands-last, not {layout!r}")
     files, folder = _expand(inputs)
     batch = len(files) > 1 or folder
     if batch:
@@ -158,13 +178,14 @@ def _restore_cmd(
         jobs = [(f, _target(f, output)) for f in files]
     else:
         src = files[0]
-        if not src.exists():
+        if not split_path(src)[0].exists():
             from hsirestore.errors import FormatError
 
             raise FormatError(f"{src}: file not found")
         dst = output if output is not None and not output.is_dir() else _target(src, output)
         jobs = [(src, dst)]
         targets = output_paths(dst) + ([dst.with_name(dst.stem + "_preview.png")] if preview else [])
+        refuse_overwriting_inputs([src], targets)
         check_writable(targets, force)
     if summary is not None and not summary.parent.exists():
         raise OptionError(f"--summary {summary}: folder {summary.parent} does not exist")
@@ -193,7 +214,7 @@ def _restore_cmd(
                                         or (preview and png.exists())):
                 rec.update(status="skipped", seconds=0.0, message="output exists (use --force)")
             else:
-                shape = _run_one(restorer, src, dst, degradation, stream, force)
+                shape = _run_one(restorer, src, dst, degradation, stream, force, var, layout)
                 if preview:
                     from hsirestore.preview import write_preview
 

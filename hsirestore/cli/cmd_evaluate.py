@@ -54,6 +54,7 @@ def evaluate(
 
     from hsirestore.errors import InvalidValueError, ShapeError
     from hsirestore.io import read_cube
+    from hsirestore.cli.common import refuse_overwriting_inputs
     from hsirestore.io.atomic import check_writable
     from hsirestore.metrics import compute_metrics, report_paths, write_report
     from hsirestore.metrics.report import SUMMARY
@@ -62,6 +63,7 @@ def evaluate(
         raise InvalidValueError(f"--data-range must be > 0; got {data_range:g}")
     if output is None:
         output = Path(pred.stem + "_report")
+    refuse_overwriting_inputs([pred, ref], report_paths(output))
     check_writable(report_paths(output), force)
     p, r = read_cube(pred, var=var), read_cube(ref, var=var)
     if p.shape != r.shape:

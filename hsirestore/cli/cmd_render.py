@@ -46,6 +46,7 @@ def render_rgb_cmd(
     from hsirestore.errors import OptionError
     from hsirestore.inference.normalize import fit_scaling
     from hsirestore.io import read_cube, write_rgb
+    from hsirestore.cli.common import refuse_overwriting_inputs
     from hsirestore.io.atomic import check_writable
     from hsirestore.physics.rgb import (default_camera_path, load_camera_response, render_rgb,
                                         wavelengths_nm)
@@ -71,6 +72,7 @@ def render_rgb_cmd(
     else:
         rwl, resp = load_camera_response(Path(name))
         camera_label = name
+    refuse_overwriting_inputs([cube], [output])
     check_writable([output], force)
     c = read_cube(cube, var=var)
     if c.wavelengths is None:

@@ -75,6 +75,7 @@ def rgb2hsi(
     from hsirestore.errors import OptionError
     from hsirestore.inference.rgb2hsi import RgbToHsi
     from hsirestore.io import output_paths, write_cube
+    from hsirestore.cli.common import refuse_overwriting_inputs
     from hsirestore.io.atomic import check_writable
     from hsirestore.io.rgb import read_rgb
 
@@ -95,6 +96,7 @@ def rgb2hsi(
         targets = output_paths(jobs[0][1])
         if preview:
             targets.append(jobs[0][1].with_name(jobs[0][1].stem + "_preview.png"))
+        refuse_overwriting_inputs([jobs[0][0]], targets)
         check_writable(targets, force)
 
     pred = RgbToHsi(model_name=model, weights=weights, device=device, tta=tta, tta_steps=tta_steps,
@@ -106,6 +108,7 @@ def rgb2hsi(
                                     or (preview and png.exists())):
             typer.echo(json.dumps({"input": str(src), "output": str(dst), "skipped": "exists"}))
             continue
+        refuse_overwriting_inputs([src], output_paths(dst))
         rgb = read_rgb(src)
         t0 = time.perf_counter()
         cube = pred.predict(rgb)

@@ -12,9 +12,11 @@ from hsirestore.cli.common import command
 
 @command(app, "simulate-cassi", help="""Simulate a CASSI snapshot: y = sum_k shift(mask * x_k, step*k).
 
-The cube must have as many bands as the system (28 for the TSA-Net geometry); a cube with
-wavelengths can be resampled onto the 28 TSA-Net band centres with --to-28. The mask must
-have the cube's rows x cols. Shot noise: Poisson with PHOTONS counts at value 1.
+Every band of the cube is one band of the simulated system; the shipped decoders expect the
+28-band TSA-Net geometry, so resample a cube with wavelengths (nm or um) onto the 28 TSA-Net
+band centres with --to-28. The mask must have the cube's rows x cols, and the cube must have
+no invalid (nodata/NaN) pixels: crop them away first. Shot noise: Poisson with PHOTONS
+counts at value 1.
 
 \b
 Examples:
@@ -35,22 +37,39 @@ def simulate_cassi(
 ) -> None:
     import numpy as np
 
-    from hsirestore.errors import OptionError, ShapeError
-    from hsirestore.io import Cube, read_cube, write_cube
+    from hsirestore.errors import InvalidValueError, OptionError, ShapeError
+    from hsirestore.cli.common import refuse_overwriting_inputs
+    from hsirestore.io import Cube, output_paths, read_cube, write_cube
+    from hsirestore.io.atomic import check_writable
     from hsirestore.physics.cassi import CASSI_WAVELENGTHS_28, cassi_forward, interpolate_bands
+    from hsirestore.physics.rgb import wavelengths_nm
 
+    refuse_overwriting_inputs([cube, mask], output_paths(output))
+    check_writable(output_paths(output), force)
     c = read_cube(cube)
-    data = c.data
+    if c.bands < 2:
+        raise ShapeError(f"{cube}: a CASSI snapshot needs a cube with several bands; got {c.bands}")
+    data, valid = c.data, c.valid
     if to_28:
         if c.wavelengths is None:
             raise OptionError(f"{cube} has no wavelengths, so --to-28 cannot resample it")
-        data = interpolate_bands(data, c.wavelengths, CASSI_WAVELENGTHS_28)
+        wl = wavelengths_nm(c.wavelengths, c.wavelength_units)
+        if wl.min() > CASSI_WAVELENGTHS_28[0] + 10 or wl.max() < CASSI_WAVELENGTHS_28[-1] - 10:
+            raise OptionError(f"{cube}: its bands ({wl.min():g}-{wl.max():g} nm) do not cover the "
+                              f"28 TSA-Net bands ({CASSI_WAVELENGTHS_28[0]:g}-"
+                              f"{CASSI_WAVELENGTHS_28[-1]:g} nm) that --to-28 resamples onto")
+        data = interpolate_bands(data, wl, CASSI_WAVELENGTHS_28)
     if crop:
         _, h, w = data.shape
         if crop > min(h, w):
             raise OptionError(f"--crop {crop} is larger than the cube ({h}x{w})")
         r0, c0 = (h - crop) // 2, (w - crop) // 2
         data = data[:, r0 : r0 + crop, c0 : c0 + crop]
+        valid = None if valid is None else valid[r0 : r0 + crop, c0 : c0 + crop]
+    if valid is not None and not valid.all():
+        raise InvalidValueError(f"{cube}: {int((~valid).sum())} invalid (nodata/NaN) pixels "
+                                "in the simulated area; a CASSI snapshot mixes neighbouring "
+                                "pixels, so crop them away first (--crop)")
     m = read_cube(mask, var=mask_var)
     if m.bands != 1:
         raise ShapeError(f"{mask}: expected a 2-D mask, got {m.bands} planes")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 import typer
@@ -80,3 +81,43 @@ def parse_pixels(values: list[str] | None, rows: int, cols: int) -> list[tuple[i
             raise OptionError(f"--spectra {v}: outside the {rows}x{cols} image")
         out.append((r, c))
     return out
+
+
+def input_files(path) -> list[Path]:
+    """The files a cube path reads (ENVI: header and data file; HDF5 ``file.h5:/ds``: the
+    file), for the never-overwrite-an-input check."""
+    from hsirestore.io import detect_format
+    from hsirestore.io.hdf5 import split_path
+
+    file = split_path(path)[0]
+    files = [file]
+    try:
+        if detect_format(path) == "envi":
+            from hsirestore.io.envi import data_path, header_path
+
+            hdr = header_path(file)
+            files = [hdr, data_path(hdr)]
+    except Exception:  # unreadable inputs are reported by the reader, not here
+        pass
+    return files
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_overwriting_inputs(inputs, outputs) -> None:
+    """OptionError when any output file is one of the input files (even with --force:
+    inputs are never modified)."""
+    from hsirestore.errors import OptionError
+
+    ins = [f for p in inputs if p is not None for f in input_files(p)]
+    for out in outputs:
+        out = Path(out)
+        for f in ins:
+            if _same(out, f) or out.resolve() == f.resolve():
+                raise OptionError(f"{out} would overwrite the input {f}; choose another "
+                                  "output (inputs are never overwritten, even with --force)")

@@ -13,10 +13,12 @@ tiles, not by the cube: about batch_size x C x tile^2 x 4 bytes (the tile batch 
 output) + C_out x tile^2 x 12 (one float64 tile being blended) + C_out x overlap x cols x 8 (the
 carry). Accumulating in float64 makes an identity model reproduce its input bit for bit.
 
-Invalid pixels (non-finite in any band, equal to the source's nodata value, or False in an
-explicit ``valid`` mask) are filled before the model sees them with the per-band mean of the
-valid pixels (estimated on a strided subsample, in model units), and are set to NaN in the
-output when ``mark_invalid`` is true (writers turn NaN into the file's nodata).
+Invalid pixels (non-finite in any band, every band equal to the source's nodata value, or
+False in an explicit ``valid`` mask) are filled before the model sees them with the per-band
+mean of the valid pixels (estimated on a strided subsample, in model units), and are set to
+NaN in the output when ``mark_invalid`` is true (writers turn NaN into the file's nodata).
+Single values equal to nodata in otherwise valid pixels (a dead band, say) are interpolated
+from the pixel's neighbouring bands before the model, and come out restored.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ import torch
 
 from hsirestore.errors import OptionError, ShapeError
 from hsirestore.inference.device import autocast_context, resolve_device, amp_dtype
-from hsirestore.inference.normalize import Scaling, band_means, invalid_mask
+from hsirestore.inference.normalize import (Scaling, band_means, fill_missing_entries,
+                                            invalid_mask, missing_entries)
 from hsirestore.inference.tiling import (
     _pair, axis_profiles, pad_to_multiple, reflect_pad,
 )
@@ -105,9 +108,12 @@ class TiledPredictor:
     # ------------------------------------------------------------------ public API
     def predict_array(self, x: np.ndarray | Cube, *, normalizer: Scaling | None = None,
                       valid: np.ndarray | None = None) -> np.ndarray:
-        """(C, H, W) array (or Cube, whose ``valid`` mask is used) -> float32 (C_out, H, W)."""
+        """(C, H, W) array (or Cube, whose ``valid`` mask and ``nodata`` are used) -> float32
+        (C_out, H, W)."""
+        nodata = None
         if isinstance(x, Cube):
             valid = x.valid if valid is None else valid
+            nodata = x.nodata
             x = x.data
         x = np.asarray(x)
         if x.ndim == 2:
@@ -122,7 +128,7 @@ class TiledPredictor:
                 raise ShapeError(f"valid mask shape {valid.shape} != image shape {x.shape[1:]}")
         src = _ArrayWindowSource(x, valid)
         sink = _LazyArraySink(x.shape[1:])
-        self._run(src, sink, normalizer, valid, nodata=None)
+        self._run(src, sink, normalizer, valid, nodata=nodata)
         return sink.data
 
     def predict_stream(self, source: CubeSource, sink: CubeSink, *,
@@ -159,7 +165,7 @@ class TiledPredictor:
         pads = pad_to_multiple((th, tw), self.multiple)
 
         if isinstance(source, _ArrayWindowSource):
-            fill_src: Any = Cube(source.data, valid=valid)
+            fill_src: Any = Cube(source.data, valid=valid, nodata=nodata)
         elif valid is not None:
             fill_src = _MaskedSource(source, valid)
         else:
@@ -185,6 +191,9 @@ class TiledPredictor:
                     bad = invalid_mask(tiles[k], nodata)
                     if valid is not None:
                         bad |= ~valid[r0:r1, c0:c1]
+                    holes = missing_entries(tiles[k], nodata)
+                    if holes is not None:  # single nodata values: from the pixel's other bands
+                        fill_missing_entries(tiles[k], holes & ~bad[None])
                     if not scaling.is_identity:
                         tiles[k] = scaling.to_model(tiles[k])
                     if bad.any():

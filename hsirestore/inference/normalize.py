@@ -22,7 +22,11 @@ Other rules: ``"none"`` (identity), ``"dtype"`` (divide by the integer dtype max
 are taken as already in [0, 1]), ``"max"`` (the exact maximum of the valid values),
 ``"percentile:P"`` (0 < P <= 100) and ``"scale:S"`` (divide by S > 0).
 
-Invalid pixels (any band non-finite, or equal to the declared nodata value) are ignored.
+Invalid pixels (any band non-finite, or every band equal to the declared nodata value: the
+rule of :func:`hsirestore.io.common.valid_mask`) are ignored, and so are single values equal
+to nodata in otherwise valid pixels (GDAL's per-value nodata, e.g. one dead band); the
+predictor fills those from the neighbouring bands of the same pixel
+(:func:`fill_missing_entries`) before the model sees them.
 This module never imports torch; ``Scaling`` works on numpy arrays and torch tensors alike.
 """
 from __future__ import annotations
@@ -38,6 +42,7 @@ from hsirestore.io.cube import ArraySource, Cube
 
 __all__ = [
     "Scaling", "fit_scaling", "parse_rule", "cast_to_dtype", "invalid_mask", "sample_pixels",
+    "missing_entries", "fill_missing_entries",
     "band_means", "RULES",
 ]
 
@@ -124,12 +129,55 @@ def parse_rule(rule: str) -> tuple[str, float | None]:
     raise OptionError(f"unknown scaling rule {rule!r}; use one of {', '.join(RULES)}")
 
 
+def _equals_nodata(block: np.ndarray, nodata: float | None) -> np.ndarray | None:
+    """bool (bands, h, w) of values equal to ``nodata`` (compared in the block's dtype), or
+    None when there is no finite nodata value."""
+    if nodata is None or not math.isfinite(nodata):
+        return None
+    value = np.float32(nodata) if block.dtype == np.float32 else nodata
+    return block == value
+
+
 def invalid_mask(block: np.ndarray, nodata: float | None = None) -> np.ndarray:
-    """bool (h, w): True where any band of ``block`` (bands, h, w) is non-finite or == nodata."""
+    """bool (h, w): True where a pixel of ``block`` (bands, h, w) is invalid: any band
+    non-finite, or every band equal to ``nodata`` (the rule of io.common.valid_mask)."""
     bad = ~np.isfinite(block).all(axis=0)
-    if nodata is not None and math.isfinite(nodata):
-        bad |= (block == np.float32(nodata)).any(axis=0)
+    eq = _equals_nodata(block, nodata)
+    if eq is not None:
+        bad |= eq.all(axis=0)
     return bad
+
+
+def missing_entries(block: np.ndarray, nodata: float | None) -> np.ndarray | None:
+    """bool (bands, h, w): single values equal to ``nodata`` in pixels that are otherwise
+    valid (some band differs from nodata, every band finite); None when there are none."""
+    eq = _equals_nodata(block, nodata)
+    if eq is None:
+        return None
+    eq &= ~invalid_mask(block, nodata)[None]
+    return eq if eq.any() else None
+
+
+def fill_missing_entries(block: np.ndarray, missing: np.ndarray) -> None:
+    """Fill, in place, the ``missing`` values (bool, shape of ``block`` (bands, h, w)) of
+    pixels that have at least one valid band: linear interpolation between the nearest valid
+    bands of the same pixel, the nearest valid band's value beyond the first/last one."""
+    cols = missing.any(axis=0) & ~missing.all(axis=0)
+    if not cols.any():
+        return
+    v = block[:, cols].astype(np.float64)  # (bands, n)
+    m = missing[:, cols]
+    nb = v.shape[0]
+    idx = np.broadcast_to(np.arange(nb)[:, None], v.shape)
+    prev = np.maximum.accumulate(np.where(m, -1, idx), axis=0)
+    nxt = np.minimum.accumulate(np.where(m, nb, idx)[::-1], axis=0)[::-1]
+    lo = np.where(prev < 0, nxt, prev)
+    hi = np.where(nxt >= nb, prev, nxt)
+    vlo = np.take_along_axis(v, lo, axis=0)
+    vhi = np.take_along_axis(v, hi, axis=0)
+    t = np.where(hi > lo, (idx - lo) / np.maximum(hi - lo, 1), 0.0)
+    v = np.where(m, vlo + t * (vhi - vlo), v)
+    block[:, cols] = v.astype(block.dtype)
 
 
 def _as_source(data: Any):
@@ -182,24 +230,25 @@ def sample_pixels(data: Any, max_values: int = 4_000_000, window: int = 32) -> n
     parts = []
     for r0, r1, c0, c1 in wins:
         block = np.asarray(src.read_window(r0, r1, c0, c1))
-        if block.dtype.kind == "f":
-            bad = invalid_mask(block, nodata)
-        else:
-            bad = np.zeros(block.shape[1:], bool)
-            if nodata is not None:
-                bad |= (block == nodata).any(axis=0)
+        bad = invalid_mask(block, nodata)
         if valid is not None:
             bad |= ~valid[r0:r1, c0:c1]
-        parts.append(block.reshape(bands, -1)[:, ~bad.reshape(-1)])
+        px = block.reshape(bands, -1)[:, ~bad.reshape(-1)]
+        eq = _equals_nodata(px, nodata)
+        if eq is not None and eq.any():  # single nodata values of valid pixels: NaN
+            px = px.astype(np.float64)
+            px[eq] = np.nan
+        parts.append(px)
     return np.concatenate(parts, axis=1) if parts else np.zeros((bands, 0))
 
 
 def band_means(data: Any, max_values: int = 4_000_000) -> np.ndarray:
-    """Per-band mean of valid pixels over a subsample, float32 (bands,); 0 where none."""
-    px = sample_pixels(data, max_values)
-    if px.shape[1] == 0:
-        return np.zeros(px.shape[0], np.float32)
-    return px.astype(np.float64).mean(axis=1).astype(np.float32)
+    """Per-band mean of valid values over a subsample, float32 (bands,); 0 where none."""
+    px = sample_pixels(data, max_values).astype(np.float64)
+    ok = np.isfinite(px)
+    n = ok.sum(axis=1)
+    total = np.where(ok, px, 0.0).sum(axis=1)
+    return np.where(n > 0, total / np.maximum(n, 1), 0.0).astype(np.float32)
 
 
 def _exact_max(src, valid, nodata) -> float:
@@ -209,11 +258,15 @@ def _exact_max(src, valid, nodata) -> float:
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
         block = np.asarray(src.read_window(r0, r1, 0, cols))
-        bad = invalid_mask(block, nodata) if block.dtype.kind == "f" else np.zeros(block.shape[1:], bool)
+        bad = invalid_mask(block, nodata)
         if valid is not None:
             bad |= ~valid[r0:r1]
-        if (~bad).any():
-            best = max(best, float(block[:, ~bad].max()))
+        px = block[:, ~bad]
+        eq = _equals_nodata(px, nodata)
+        if eq is not None:
+            px = px[~eq]
+        if px.size:
+            best = max(best, float(px.max()))
     return best
 
 
@@ -246,10 +299,10 @@ def fit_scaling(data_or_source: Any, rule: str = "auto", source_dtype: str | Non
         return Scaling(0.0, _positive(m, None), "max")
     if name == "auto" and dt.kind in "ui" and dt.itemsize == 1:
         return Scaling(0.0, float(np.iinfo(dt).max), "auto:dtype")
-    px = sample_pixels(data_or_source)
+    px = sample_pixels(data_or_source).astype(np.float64, copy=False).reshape(-1)
+    px = px[np.isfinite(px)]
     if px.size == 0:
         return Scaling(0.0, 1.0, f"{name}:empty")
-    px = px.astype(np.float64, copy=False)
     if name == "auto":
         if dt.kind == "f" and (px.min() >= 0.0 and px.max() <= 1.0 or _unit_like(px)):
             return Scaling(0.0, 1.0, "auto:unit")

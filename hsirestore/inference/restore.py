@@ -45,7 +45,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from hsirestore.errors import ModelError, OptionError, ShapeError
+from hsirestore.errors import InvalidValueError, ModelError, OptionError, ShapeError
 from hsirestore.io.cube import Cube, CubeSink, CubeSource
 
 GROUP = 31
@@ -367,16 +367,19 @@ class Restorer:
         if b < MIN_BANDS:
             raise ShapeError(f"the restoration model needs at least {MIN_BANDS} bands; this cube "
                              f"has {b}")
+        if cube.valid is not None and not cube.valid.any():
+            raise InvalidValueError("the cube has no valid pixel (every pixel is NaN or nodata)")
         t0 = time.perf_counter()
         scaling = fit_scaling(cube, self.scaling)
         sample = None
         if (degradation or "auto").strip().lower() == "auto":
             sample = _centre(cube.data, 512)
-            sample = scaling.to_model(np.where(_valid_window(cube, sample.shape), sample, np.nan))
+            keep = _valid_window(cube, sample.shape) & ~_is_nodata(sample, cube.nodata)
+            sample = scaling.to_model(np.where(keep, sample, np.nan))
         names, info = self.choose_degradation(sample, degradation)
         y = self._predictor(self._tensor_fn(b, names)).predict_array(cube, normalizer=scaling)
         if self.keeps_observed(names):  # in the input's own units: observed values bit-exact
-            y = np.where(cube.data == 0, y, cube.data)
+            y = np.where((cube.data == 0) | _is_nodata(cube.data, cube.nodata), y, cube.data)
         self.last_info = {**info, "model": self.describe(), "scaling": scaling.describe(),
                           "keep_observed": self.keeps_observed(names),
                           "band_groups": band_groups(b, GROUP, self.group_overlap) if b >= GROUP
@@ -403,8 +406,7 @@ class Restorer:
             r0, c0 = (h - s[0]) // 2, (w - s[1]) // 2
             raw = np.asarray(source.read_window(r0, r0 + s[0], c0, c0 + s[1]), np.float32)
             nod = getattr(getattr(source, "meta", None), "nodata", None)
-            if nod is not None:
-                raw = np.where(raw == nod, np.nan, raw)
+            raw = np.where(_is_nodata(raw, nod), np.nan, raw)
             sample = scaling.to_model(raw)
         names, info = self.choose_degradation(sample, degradation)
         meta = getattr(sink, "meta", None)
@@ -422,15 +424,25 @@ class Restorer:
 
 
 class _KeepObserved:
-    """Sink wrapper: every written block keeps the source's non-zero values (input units)."""
+    """Sink wrapper: every written block keeps the source's non-zero, non-nodata values
+    (input units)."""
 
     def __init__(self, source: CubeSource, sink: CubeSink):
         self.source, self.sink, self.shape = source, sink, sink.shape
+        self.nodata = getattr(getattr(source, "meta", None), "nodata", None)
 
     def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
         _, h, w = block.shape
         x = np.asarray(self.source.read_window(r0, r0 + h, c0, c0 + w), np.float32)
-        self.sink.write_window(r0, c0, np.where(x == 0, block, x).astype(np.float32, copy=False))
+        hole = (x == 0) | _is_nodata(x, self.nodata)
+        self.sink.write_window(r0, c0, np.where(hole, block, x).astype(np.float32, copy=False))
+
+
+def _is_nodata(x: np.ndarray, nodata: float | None) -> Any:
+    """bool array of values equal to ``nodata`` (False when there is no finite nodata)."""
+    if nodata is None or not np.isfinite(nodata):
+        return np.zeros(np.shape(x), bool)
+    return np.asarray(x) == np.float32(nodata)
 
 
 def _centre(x: np.ndarray, side: int) -> np.ndarray:

@@ -128,12 +128,13 @@ def builtin_response() -> tuple[np.ndarray, np.ndarray]:
 
 
 def wavelengths_nm(wavelengths, units: str | None = None) -> np.ndarray:
-    """Band centres in nm: micrometres (``units`` um/µm/micrometers, or every value < 10 when
-    ``units`` is unknown) are multiplied by 1000."""
+    """Band centres in nm: micrometres (``units`` um/µm/micrometers, or every value < 30 when
+    ``units`` is unknown or says nm -- no imaging spectrometer has bands below 30 nm, so such
+    values are micrometres mislabelled) are multiplied by 1000."""
     wl = np.asarray(wavelengths, np.float64).reshape(-1)
     u = (units or "").strip().lower()
     if u in ("um", "µm", "micrometer", "micrometers", "micron", "microns") or (
-            not u and wl.size and np.nanmax(wl) < 10):
+            u in ("", "nm", "nanometer", "nanometers") and wl.size and np.nanmax(wl) < 30):
         wl = wl * 1000.0
     return wl
 
