@@ -254,3 +254,24 @@ def test_simulate_cassi_micrometres_and_holes(tmp_path):
     write_cube(Cube(x[:1]), one)
     assert "several bands" in _error_line(runner.invoke(
         app, ["simulate-cassi", str(one), "--mask", str(mask), "-o", str(tmp_path / "o.mat")]))
+
+
+def test_one_line_errors_for_wrong_files(tmp_path):
+    mat = tmp_path / "cube.mat"
+    scipy.io.savemat(mat, {"cube": np.zeros((4, 4, 3))})
+    msg = _error_line(runner.invoke(app, ["rgb2hsi", str(mat), "-o", str(tmp_path / "o.h5")]))
+    assert "not an RGB image" in msg
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"II*\x00" + np.random.default_rng(0).bytes(2000))
+    msg = _error_line(runner.invoke(app, ["info", str(bad)]))
+    assert "bad.tif" in msg and "internal error" not in msg
+
+
+def test_evaluate_warns_about_different_scales(tmp_path):
+    x = _smooth(31, 40, 40)
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    write_cube(Cube(x * 10000), a)
+    write_cube(Cube(x), b)
+    r = runner.invoke(app, ["evaluate", str(a), str(b), "-o", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    assert "differ in scale" in r.output

@@ -48,3 +48,8 @@ def _show_version(value: bool) -> None:
 def _main(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
                                        help="Show the version and exit.")) -> None:
     """Restore hyperspectral images with learned models."""
+    import logging
+
+    # readers turn decoding problems into one-line errors; tifffile's own log lines about
+    # the same problem would only repeat them on stderr
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)

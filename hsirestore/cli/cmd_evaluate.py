@@ -84,6 +84,12 @@ def evaluate(
     if top > 1.5 * data_range:
         notes.append(f"reference values reach {top:g}, above --data-range {data_range:g}; "
                      "PSNR/SSIM assume that peak")
+    pred_vals = p.data if valid is None else p.data[:, valid]
+    pm, rm = float(np.mean(np.abs(pred_vals))), float(np.mean(np.abs(ref_vals)))
+    if min(pm, rm) > 0 and max(pm, rm) / min(pm, rm) > 10:
+        notes.append(f"the two cubes differ in scale (mean |value| {pm:g} vs {rm:g} in the "
+                     "reference): bring them to the same units first (e.g. reflectance x 10000 "
+                     "vs [0, 1])")
     m = compute_metrics(p.data, r.data, valid=valid, data_range=data_range)
     wl = r.wavelengths if r.wavelengths is not None else p.wavelengths
     extra = {"prediction": str(pred), "reference": str(ref)}

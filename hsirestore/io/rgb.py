@@ -47,6 +47,8 @@ def read_rgb(path) -> Cube:
     if not path.exists():
         raise FormatError(f"{path}: file not found")
     suffix = path.suffix.lower()
+    if suffix not in RGB_SUFFIXES:
+        raise FormatError(f"{path}: not an RGB image ({', '.join(RGB_SUFFIXES)})")
     try:
         if suffix in (".tif", ".tiff"):
             import tifffile
@@ -57,7 +59,8 @@ def read_rgb(path) -> Cube:
 
             img = imagecodecs.imread(str(path))
     except Exception as e:
-        raise FormatError(f"{path}: cannot decode image ({e})") from e
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise FormatError(f"{path}: cannot decode image ({first})") from e
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=-1)
     if img.ndim != 3 or img.shape[-1] not in (3, 4):
