@@ -138,7 +138,8 @@ class _FileSource:
 def open_cube(path, *, var: str | None = None, layout: str | None = None) -> CubeSource:
     """A window reader: memory-mapped for ENVI, rasterio windows for GeoTIFF, dataset slices
     for HDF5 (pixels its ``valid`` dataset marks invalid read as NaN) and MATLAB v7.3,
-    in-memory else (.mat v5, TIFF page stacks, RGB).
+    in-memory else (.mat v5, TIFF page stacks, RGB; pixels ``read_cube`` marks invalid read
+    as NaN, so streamed processing and ``info`` see the invalid pixels of the file).
 
     NaN/Inf in windows are returned as they are in the file; predictors fill them.
     """

@@ -30,6 +30,20 @@ def clean(data: np.ndarray, nodata: float | None) -> tuple[np.ndarray, np.ndarra
     return data, valid
 
 
+def guess_units(wavelengths, units: str | None = None) -> str | None:
+    """``units`` when the file gives them, else "um" when every wavelength is below 30 (no
+    sensor has bands under 30 nm) and "nm" otherwise; None without wavelengths."""
+    if units is not None and str(units).strip():
+        return str(units).strip()
+    if wavelengths is None:
+        return None
+    wl = np.asarray(wavelengths, np.float64).reshape(-1)
+    wl = wl[np.isfinite(wl)]
+    if not wl.size:
+        return None
+    return "um" if np.abs(wl).max() < 30 else "nm"
+
+
 def band_layout(shape: tuple[int, ...], layout: str | None, source: str) -> str:
     """'2-D', 'bands-first' or 'bands-last' for an array of ``shape`` (the rule of
     :func:`to_bands_first`, decided from the shape alone so that files can be read by
@@ -96,10 +110,12 @@ def check_block(shape: tuple[int, int, int], r0: int, c0: int, block: np.ndarray
 
 def invalid_fill(nodata: float | None, dtype) -> float | None:
     """The value written for invalid pixels: the cube's nodata when it has one, else NaN for
-    float outputs (None: keep NaN) and 0 for integer outputs (which cannot hold NaN)."""
-    if nodata is not None:
+    float outputs (None: keep NaN) and 0 for integer outputs (which cannot hold NaN, so a NaN
+    nodata is written as 0 there too)."""
+    integer = np.dtype(dtype).kind in "ui"
+    if nodata is not None and (np.isfinite(nodata) or not integer):
         return float(nodata)
-    return 0.0 if np.dtype(dtype).kind in "ui" else None
+    return 0.0 if integer else None
 
 
 def fill_invalid(data: np.ndarray, fill: float | None, valid: np.ndarray | None = None
@@ -118,7 +134,7 @@ def fill_invalid(data: np.ndarray, fill: float | None, valid: np.ndarray | None 
 
 #: Cube.attrs keys that describe how a file was read, not what was done to the data
 _READER_KEYS = frozenset({"dataset", "variable", "mat_version", "tiff", "description",
-                          "stored_dtype", "scale"})
+                          "stored_dtype", "scale", "band_scales", "band_offsets"})
 
 
 def provenance(attrs: dict) -> dict[str, str]:

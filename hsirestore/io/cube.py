@@ -134,7 +134,9 @@ class CubeSink(Protocol):
 
 
 class ArraySource:
-    """CubeSource over an in-memory Cube."""
+    """CubeSource over an in-memory Cube. Pixels that ``cube.valid`` marks invalid read as
+    NaN, as they do from the file readers (``meta`` is a (bands, 1, 1) placeholder and cannot
+    carry the mask; readers zero NaN in ``Cube.data``)."""
 
     def __init__(self, cube: Cube):
         self.cube = cube
@@ -142,7 +144,13 @@ class ArraySource:
         self.meta = cube.with_data(np.zeros((cube.bands, 1, 1), np.float32), valid=None)
 
     def read_window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        return self.cube.data[:, r0:r1, c0:c1]
+        block = self.cube.data[:, r0:r1, c0:c1]
+        if self.cube.valid is not None:
+            ok = self.cube.valid[r0:r1, c0:c1]
+            if not ok.all():
+                block = block.copy()
+                block[:, ~ok] = np.nan
+        return block
 
     def close(self) -> None:
         pass

@@ -5,7 +5,9 @@ cube/img/rad/data); a ``scale`` attribute multiplies the values (the CAVE layout
 with scale 1/4095); wavelengths come from the dataset's attributes (wavelength,
 wavelengths, wavelength_nm) or a sibling dataset of those names. Our own files carry a
 ``layout`` attribute; otherwise the band axis is detected (see io.common). A sibling 2-D
-``valid`` dataset (uint8/bool, rows x cols) marks invalid pixels.
+``valid`` dataset (uint8/bool, rows x cols) marks invalid pixels. Nodata is the ``nodata``
+attribute, else the netCDF-style ``_FillValue``; wavelength units without a
+``wavelength_units`` attribute are nm for ``wavelength_nm``, else guessed from the values.
 
 ``read_hdf5`` loads the whole dataset; ``Hdf5File`` reads windows by slicing the dataset
 (bounded memory) and ``Hdf5Sink`` writes windows into a chunked, compressed dataset of a
@@ -23,7 +25,8 @@ import numpy as np
 
 from hsirestore.errors import AmbiguousInputError, FormatError, ShapeError
 from hsirestore.io.atomic import StagedFile, atomic_paths, check_writable
-from hsirestore.io.common import band_layout, cast_for_writing, check_block, clean, fill_invalid, invalid_fill
+from hsirestore.io.common import (band_layout, cast_for_writing, check_block, clean, fill_invalid,
+                                  guess_units, invalid_fill)
 from hsirestore.io.cube import Cube
 
 WL_KEYS = ("wavelength", "wavelengths", "wavelength_nm")
@@ -94,6 +97,8 @@ def _describe(f, file: Path, inner: str | None, layout: str | None) -> _Describe
 
     key = _find_dataset(f, file, inner)
     ds = f[key]
+    if ds.dtype.kind == "c" or (ds.dtype.names and {"real", "imag"} <= set(ds.dtype.names)):
+        raise FormatError(f"{file}:/{key} holds complex data, which is not supported")
     if ds.dtype.kind not in "uifb":
         raise FormatError(f"{file}:/{key} is not numeric ({ds.dtype})")
     attrs = dict(ds.attrs)
@@ -111,13 +116,13 @@ def _describe(f, file: Path, inner: str | None, layout: str | None) -> _Describe
     bands = shape[0]
 
     parent = ds.parent
-    wl = None
+    wl = wl_key = None
     for k in WL_KEYS:
         if k in attrs:
-            wl = np.ravel(attrs[k]).astype(np.float64)
+            wl, wl_key = np.ravel(attrs[k]).astype(np.float64), k
             break
         if k in parent and isinstance(parent[k], h5py.Dataset):
-            wl = np.ravel(parent[k][...]).astype(np.float64)
+            wl, wl_key = np.ravel(parent[k][...]).astype(np.float64), k
             break
     fwhm = np.ravel(attrs["fwhm"]).astype(np.float64) if "fwhm" in attrs else None
     valid_ds = None
@@ -127,7 +132,8 @@ def _describe(f, file: Path, inner: str | None, layout: str | None) -> _Describe
             valid_ds = cand
 
     source_dtype = ds.dtype.name
-    stored_nodata = float(np.ravel(attrs["nodata"])[0]) if "nodata" in attrs else None
+    nodata_key = next((k for k in ("nodata", "_FillValue") if k in attrs), None)
+    stored_nodata = float(np.ravel(attrs[nodata_key])[0]) if nodata_key else None
     nodata = stored_nodata
     scale = None
     extra = {}
@@ -149,7 +155,7 @@ def _describe(f, file: Path, inner: str | None, layout: str | None) -> _Describe
 
     transform = tuple(np.ravel(attrs["transform"]).tolist()) if "transform" in attrs else None
     names = json.loads(text("band_names")) if "band_names" in attrs else None
-    units = text("wavelength_units") or ("nm" if wl is not None else None)
+    units = guess_units(wl, text("wavelength_units") or ("nm" if wl_key == "wavelength_nm" else None))
     fields = dict(wavelengths=wl, wavelength_units=units, fwhm=fwhm, nodata=nodata, crs=text("crs"),
                   transform=transform, band_names=names, source_dtype=source_dtype,
                   attrs={"dataset": "/" + key, **extra})
@@ -268,14 +274,16 @@ def write_hdf5(cube: Cube, path, force: bool = False, dtype: str | None = None) 
 
     file, inner = split_path(path)
     key = (inner or "cube").lstrip("/")
-    arr = cast_for_writing(cube.data, dtype)
+    # invalid pixels as Hdf5Sink writes them: nodata (else NaN / 0) and False in "valid"
+    data, bad = fill_invalid(cube.data, invalid_fill(cube.nodata, dtype or "float32"), cube.valid)
+    arr = cast_for_writing(data, dtype)
     with atomic_paths([file], force=force) as (tmp,):
         with h5py.File(tmp, "w") as f:
             ds = f.create_dataset(key, data=arr, chunks=True, compression="gzip", compression_opts=4)
             _write_attrs(ds, cube)
             vkey = _valid_key(key)
-            if cube.valid is not None and vkey is not None:
-                f.create_dataset(vkey, data=cube.valid.astype(np.uint8), compression="gzip")
+            if bad.any() and vkey is not None:
+                f.create_dataset(vkey, data=(~bad).astype(np.uint8), compression="gzip")
     return [file]
 
 

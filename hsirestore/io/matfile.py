@@ -4,8 +4,10 @@ window by window (axes reversed: :class:`MatV73File`).
 The cube variable is found automatically when the file holds exactly one 3-D numeric array
 (or, failing that, exactly one 2-D array, e.g. CASSI masks and measurements); otherwise it
 must be named with ``var``. Wavelengths come from a variable named wavelength(s), wl or
-bands when present. MATLAB arrays are (rows, cols, bands); the band axis is detected by
-:func:`hsirestore.io.common.to_bands_first` unless ``layout`` is given.
+bands when present (units: nm for wavelength_nm, else guessed from the values). MATLAB
+arrays are (rows, cols, bands); the band axis is ``layout`` when given (or the one our own
+files record), else the first or last axis whose length matches the wavelength vector, else
+the rule of :func:`hsirestore.io.common.to_bands_first`. Complex variables are refused.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import numpy as np
 
 from hsirestore.errors import AmbiguousInputError, FormatError
 from hsirestore.io.atomic import atomic_paths
-from hsirestore.io.common import band_layout, cast_for_writing, clean, to_bands_first
+from hsirestore.io.common import (band_layout, cast_for_writing, clean, fill_invalid, guess_units,
+                                  invalid_fill, to_bands_first)
 from hsirestore.io.cube import Cube
 
 WAVELENGTH_NAMES = ("wavelength", "wavelengths", "wavelength_nm", "wl", "bands")
@@ -74,15 +77,30 @@ def list_variables(path) -> dict[str, tuple]:
     return {k: v.shape for k, v in _variables_v5(path).items() if isinstance(v, np.ndarray)}
 
 
+def _is_complex(v) -> bool:
+    """True for a complex array (v5) or dataset (v7.3 stores a real/imag compound type)."""
+    dt = v.dtype
+    return dt.kind == "c" or (not isinstance(v, np.ndarray) and dt.names is not None
+                              and {"real", "imag"} <= set(dt.names))
+
+
+def _complex_error(path: Path, name: str) -> FormatError:
+    return FormatError(f"{path}: variable {name!r} holds complex data, which is not supported")
+
+
 def _pick(arrays: dict, var: str | None, path: Path) -> str:
     """The cube variable among ``arrays`` (name -> ndarray or h5py.Dataset)."""
     arrays = {k: v for k, v in arrays.items() if hasattr(v, "shape") and hasattr(v, "dtype")}
+    cplx = {k: _shape(v) for k, v in arrays.items()
+            if _is_complex(v) and len(v.shape) in (2, 3) and min(v.shape) > 1}
     numeric = {k: _shape(v) for k, v in arrays.items()
                if v.dtype.kind in "uifb" and len(v.shape) in (2, 3) and min(v.shape) > 1}
     described = ", ".join(f"{k} {'x'.join(map(str, _shape(v)))}" for k, v in arrays.items()) or "(nothing)"
     if var is not None:
         if var not in arrays:
             raise FormatError(f"{path}: no variable {var!r}; the file holds: {described}")
+        if _is_complex(arrays[var]):
+            raise _complex_error(path, var)
         return var
     for ndim in (3, 2):
         cands = [k for k, shp in numeric.items() if len(shp) == ndim and k not in WAVELENGTH_NAMES]
@@ -91,6 +109,9 @@ def _pick(arrays: dict, var: str | None, path: Path) -> str:
         if len(cands) > 1:
             raise AmbiguousInputError(
                 f"{path}: several {ndim}-D arrays ({', '.join(sorted(cands))}); choose one with --var")
+        complex_cands = sorted(k for k, shp in cplx.items() if len(shp) == ndim)
+        if complex_cands:
+            raise _complex_error(path, complex_cands[0])
     raise FormatError(f"{path}: no 2-D or 3-D numeric array found; the file holds: {described}")
 
 
@@ -101,11 +122,42 @@ def _layout_from_file(arrays: dict, layout: str | None) -> str | None:
     return layout
 
 
-def _wavelengths(arrays: dict, bands: int) -> np.ndarray | None:
+def _vector_lengths(arrays: dict) -> set[int]:
+    """Lengths of the real wavelength vectors (n, 1 x n or n x 1) among ``arrays``."""
+    out = set()
     for wname in WAVELENGTH_NAMES:
-        if wname in arrays and int(np.prod(arrays[wname].shape)) == bands:
-            return np.ravel(np.asarray(arrays[wname][()])).astype(np.float64)
-    return None
+        v = arrays.get(wname)
+        if v is None or not hasattr(v, "shape") or getattr(v, "dtype", np.dtype("O")).kind not in "uif":
+            continue
+        sizes = [int(n) for n in v.shape if n != 1]
+        if len(sizes) == 1 and sizes[0] > 1:
+            out.add(sizes[0])
+    return out
+
+
+def _order(arrays: dict, mshape: tuple, layout: str | None, source: str) -> str:
+    """The :func:`band_layout` of a variable of MATLAB shape ``mshape``: ``layout``, or the one
+    our files record, or the end axis whose length matches a wavelength vector (when only one
+    does), else the smallest-axis rule (AmbiguousInputError when that cannot decide)."""
+    if len(mshape) != 3:
+        return band_layout(mshape, None, source)
+    layout = _layout_from_file(arrays, layout)
+    if layout is None:
+        lengths = _vector_lengths(arrays)
+        ends = [lay for lay, axis in (("bands-first", 0), ("bands-last", 2)) if mshape[axis] in lengths]
+        if len(ends) == 1:
+            layout = ends[0]
+    return band_layout(mshape, layout, source)
+
+
+def _wavelengths(arrays: dict, bands: int) -> tuple[np.ndarray | None, str | None]:
+    """(wavelengths, units) from the first wavelength variable with ``bands`` values."""
+    for wname in WAVELENGTH_NAMES:
+        v = arrays.get(wname)
+        if v is not None and int(np.prod(v.shape)) == bands and v.dtype.kind in "uif":
+            wl = np.ravel(np.asarray(v[()])).astype(np.float64)
+            return wl, guess_units(wl, "nm" if wname == "wavelength_nm" else None)
+    return None, None
 
 
 class MatV73File:
@@ -132,8 +184,7 @@ class MatV73File:
             if ds.dtype.kind not in "uifb":
                 raise FormatError(f"{self.path}: variable {name!r} is not numeric ({ds.dtype})")
             mshape = _shape(ds)
-            self.order = band_layout(mshape, _layout_from_file(arrays, layout) if len(mshape) == 3 else None,
-                                     f"{self.path}:{name}")
+            self.order = _order(arrays, mshape, layout, f"{self.path}:{name}")
             if self.order == "2-D":
                 self.shape = (1, *mshape)
             elif self.order == "bands-first":
@@ -141,14 +192,14 @@ class MatV73File:
             else:
                 self.shape = (mshape[2], mshape[0], mshape[1])
             self.shape = tuple(int(v) for v in self.shape)
-            wl = _wavelengths(arrays, self.shape[0])
+            wl, units = _wavelengths(arrays, self.shape[0])
         except BaseException:
             self.f.close()
             raise
         self.ds = ds
         source_dtype = "float32" if ds.dtype == bool else ds.dtype.name
         self.meta = Cube(np.zeros((self.shape[0], 1, 1), np.float32), wavelengths=wl,
-                         wavelength_units="nm" if wl is not None else None, source_dtype=source_dtype,
+                         wavelength_units=units, source_dtype=source_dtype,
                          attrs={"variable": name, "mat_version": "7.3"})
 
     def window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
@@ -180,12 +231,12 @@ def read_mat(path, var: str | None = None, layout: str | None = None) -> Cube:
     arr = np.asarray(arrays[name])
     if arr.dtype.kind not in "uifb":
         raise FormatError(f"{path}: variable {name!r} is not numeric ({arr.dtype})")
-    layout = _layout_from_file(arrays, layout)
-    layout_arr = to_bands_first(arr, layout if arr.ndim == 3 else None, f"{path}:{name}")
-    wl = _wavelengths(arrays, layout_arr.shape[0])
+    order = _order(arrays, arr.shape, layout, f"{path}:{name}")
+    layout_arr = to_bands_first(arr, None if order == "2-D" else order, f"{path}:{name}")
+    wl, units = _wavelengths(arrays, layout_arr.shape[0])
     source_dtype = "float32" if arr.dtype == bool else arr.dtype.name
     data, valid = clean(layout_arr, None)
-    return Cube(data, wavelengths=wl, wavelength_units="nm" if wl is not None else None,
+    return Cube(data, wavelengths=wl, wavelength_units=units,
                 valid=valid, source_dtype=source_dtype,
                 attrs={"variable": name, "mat_version": "5"})
 
@@ -232,12 +283,16 @@ def _v73_header(path: Path) -> None:
 def write_mat(cube: Cube, path, force: bool = False, dtype: str | None = None,
               var: str = "cube") -> list[Path]:
     """Write (rows, cols, bands) as ``var`` (+ ``wavelength``) in MATLAB v5 format, or v7.3
-    (HDF5) when the array exceeds 2 GB or ``cube.attrs['mat_version'] == '7.3'``."""
+    (HDF5) when the array exceeds 2 GB or ``cube.attrs['mat_version'] == '7.3'``.
+
+    Invalid pixels (``cube.valid`` False or a non-finite value in any band) are written as NaN
+    in float outputs (.mat has no nodata field) and as the cube's nodata (else 0) in integer
+    ones, as :class:`MatV73Sink` does."""
     path = Path(path)
-    arr = cast_for_writing(cube.data, dtype)
-    if cube.valid is not None and arr.dtype.kind == "f":
-        arr = arr.copy()
-        arr[:, ~cube.valid] = np.nan
+    out_dtype = np.dtype(dtype or "float32")
+    fill = invalid_fill(cube.nodata, out_dtype) if out_dtype.kind in "ui" else None
+    data, _ = fill_invalid(cube.data, fill, cube.valid)
+    arr = cast_for_writing(data, dtype)
     matlab = np.ascontiguousarray(np.moveaxis(arr, 0, -1))
     if cube.bands == 1:
         matlab = matlab[..., 0]
