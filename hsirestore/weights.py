@@ -167,7 +167,7 @@ def load_state_dict(path: os.PathLike | str, expected_sha256: str | None = None)
                 meta_raw = f.metadata() or {}
                 state = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as e:  # safetensors raises its own error types
-            raise ModelError(f"cannot read weights {path}: {e}") from e
+            raise ModelError(f"cannot read weights {path}: {_first_line(e)}") from e
         meta = {}
         for k, v in meta_raw.items():
             try:
@@ -178,7 +178,8 @@ def load_state_dict(path: os.PathLike | str, expected_sha256: str | None = None)
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as e:
-            raise ModelError(f"cannot read weights {path}: {e}") from e
+            raise ModelError(f"cannot read weights {path}: not a safetensors file or a PyTorch "
+                             "state-dict checkpoint") from e
         meta = {}
         state = obj
         if isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -193,10 +194,34 @@ def load_state_dict(path: os.PathLike | str, expected_sha256: str | None = None)
     return state, meta
 
 
+def _first_line(e: Exception, limit: int = 200) -> str:
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _keys(keys, n: int = 3) -> str:
+    keys = sorted(keys)
+    more = f" and {len(keys) - n} more" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
 def load_into(model, state: dict, strict: bool = True) -> None:
-    """load_state_dict with a readable ModelError on mismatch."""
+    """load_state_dict with a short one-line ModelError on mismatch."""
+    want = model.state_dict()
+    if strict:
+        missing, extra = set(want) - set(state), set(state) - set(want)
+        if missing or extra:
+            parts = ([f"{len(missing)} missing keys ({_keys(missing)})"] if missing else []) + \
+                    ([f"{len(extra)} unexpected keys ({_keys(extra)})"] if extra else [])
+            raise ModelError("checkpoint does not fit the model: " + "; ".join(parts)
+                             + " -- weights of another model or preset?")
+    bad = [k for k, v in state.items() if k in want and tuple(v.shape) != tuple(want[k].shape)]
+    if bad:
+        k = bad[0]
+        raise ModelError(f"checkpoint does not fit the model: {len(bad)} tensors differ in shape "
+                         f"(e.g. {k}: {tuple(state[k].shape)} in the file, "
+                         f"{tuple(want[k].shape)} in the model) -- another preset?")
     try:
         model.load_state_dict(state, strict=strict)
     except RuntimeError as e:
-        first = str(e).splitlines()[0:3]
-        raise ModelError("checkpoint does not fit the model: " + " ".join(first)) from e
+        raise ModelError("checkpoint does not fit the model: " + _first_line(e)) from e

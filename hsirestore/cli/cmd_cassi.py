@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import SPECTRA_HELP, command, parse_pixels
+from hsirestore.cli.common import SPECTRA_HELP, _err, command, parse_pixels
 
 
 def _default_output(meas: Path) -> Path:
@@ -47,17 +47,22 @@ def cassi(
     bands: int = typer.Option(28, help="Number of spectral bands."),
     step: int = typer.Option(2, help="Dispersion step in pixels per band."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    tile: int = typer.Option(256, help="Tile size for large inputs (0: whole image at once)."),
-    iterations: int = typer.Option(120, help="GAP-TV iterations (120 tuned on CAVE train crops)."),
+    tile: int = typer.Option(256, help="Tile size for large inputs (0: whole image at once; else >= 16)."),
+    overlap: int = typer.Option(64, help="Tile overlap in pixels (at most a quarter of the tile is used)."),
+    iterations: int = typer.Option(None, help="--method gap-tv: iterations (default 120, tuned on CAVE "
+                                   "train crops). The learned s2former-gaptv runs GAP-TV as it was trained."),
     flip_ensemble: bool = typer.Option(False, help="Learned decoders: average with the decode of the up-down flipped measurement and mask (another valid CASSI system); twice the model time."),
-    reference: Path = typer.Option(None, help="Ground-truth cube: also write a metric report."),
+    reference: Path = typer.Option(None, help="Ground-truth cube: also write a metric report "
+                                   "(OUTPUT_report.json/.md/_bands.csv, as 'hsirestore evaluate')."),
+    data_range: float = typer.Option(1.0, help="With --reference: peak value for PSNR/SSIM, as in "
+                                     "'hsirestore evaluate'."),
     preview: bool = typer.Option(False, help="Write a false-colour PNG beside the output."),
     spectra: list[str] = typer.Option(None, help=SPECTRA_HELP),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
 ) -> None:
     import numpy as np
 
-    from hsirestore.errors import InvalidValueError, ShapeError
+    from hsirestore.errors import InvalidValueError, OptionError, ShapeError
     from hsirestore.inference.cassi import CassiDecoder
     from hsirestore.io import Cube, output_paths, read_cube, write_cube
     from hsirestore.cli.common import refuse_overwriting_inputs
@@ -70,8 +75,25 @@ def cassi(
     report = output.with_name(output.stem + "_report")
     if preview:
         targets.append(png)
-    refuse_overwriting_inputs([meas, mask], targets)
+    if reference is not None:
+        from hsirestore.metrics import report_paths
+
+        targets += report_paths(report)
+    refuse_overwriting_inputs([meas, mask, reference], targets)
     check_writable(targets, force)
+    if iterations is not None and iterations < 1:
+        raise OptionError(f"--iterations must be >= 1; got {iterations}")
+    if method == "gap-tv" and (model is not None or weights is not None):
+        raise OptionError("--model and --weights apply to --method s2former, not gap-tv")
+    if method != "gap-tv" and iterations is not None:
+        _err("warning: --iterations applies to --method gap-tv; the learned decoder runs GAP-TV "
+             "with the settings it was trained with", prefix=False)
+    if tile and tile < 16:
+        raise OptionError(f"--tile must be 0 (whole image) or at least 16; got {tile}")
+    if overlap < 0:
+        raise OptionError(f"--overlap must be >= 0; got {overlap}")
+    if not (np.isfinite(data_range) and data_range > 0):
+        raise InvalidValueError(f"--data-range must be > 0; got {data_range:g}")
     y = read_cube(meas, var=var)
     m = read_cube(mask, var=mask_var)
     pixels = parse_pixels(spectra, m.rows, m.cols) if preview else None
@@ -81,9 +103,16 @@ def cassi(
                                     "pixels; CASSI decoding needs every pixel")
     if y.bands != 1:
         raise ShapeError(f"{meas}: the measurement must be a single 2-D image; got {y.bands} bands")
+    ref = None
+    if reference is not None:  # read and check before the (long) decode
+        ref = read_cube(reference)
+        want = (bands, m.rows, m.cols)
+        if ref.shape != want:
+            raise ShapeError(f"reference {'x'.join(map(str, ref.shape))} does not match the decoded "
+                             f"cube {'x'.join(map(str, want))} (bands x rows x cols)")
     decoder = CassiDecoder(method=method, model_name=model, weights=weights, device=device,
-                           tile=tile or None, bands=bands, step=step, gaptv_iters=iterations,
-                           flip_ensemble=flip_ensemble)
+                           tile=tile or None, overlap=overlap, bands=bands, step=step,
+                           gaptv_iters=iterations or 120, flip_ensemble=flip_ensemble)
     t0 = time.perf_counter()
     cube = decoder.decode(y.data[0], m.data if m.bands > 1 else m.data[0])
     seconds = time.perf_counter() - t0
@@ -97,17 +126,13 @@ def cassi(
         written += write_preview(cube, png, wavelengths=wl, pixels=pixels, force=force)
     result = {"input": str(meas), "output": str(output), "method": decoder.describe(),
               "shape": list(cube.shape), "seconds": round(seconds, 3)}
-    if reference is not None:
+    if ref is not None:
         from hsirestore.metrics import compute_metrics, write_report
 
-        ref = read_cube(reference)
-        if ref.shape != cube.shape:
-            raise ShapeError(f"reference {ref.shape} does not match the decoded cube {cube.shape}")
-        scale = float(np.percentile(ref.data, 99.9)) or 1.0
-        metrics = compute_metrics(cube / scale, ref.data / scale, valid=ref.valid)
+        metrics = compute_metrics(cube, ref.data, valid=ref.valid, data_range=data_range)
         written += write_report(metrics, report, force=force, wavelengths=wl,
                                 extra={"prediction": str(output), "reference": str(reference),
-                                       "data_range_note": "both cubes divided by the reference's 99.9th percentile"})
+                                       "data_range": data_range})
         result.update(mpsnr=round(metrics["mpsnr"], 3), mssim=round(metrics["mssim"], 4),
                       sam_deg=round(metrics["sam_deg"], 3))
     typer.echo(json.dumps(result))

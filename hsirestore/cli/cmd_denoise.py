@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import DEVICE_HELP, command
+from hsirestore.cli.common import DEVICE_HELP, _err, command
 
 CUBE_SUFFIXES = (".hdr", ".tif", ".tiff", ".mat", ".h5", ".hdf5", ".he5")
 _TYPES = ("noise, niid-noise, poisson, impulse, stripes, deadlines, blur, motion-blur, sr, "
@@ -163,36 +164,47 @@ def _restore_cmd(
     from hsirestore.io import output_paths, read_cube
     from hsirestore.io.atomic import check_writable
 
-    from hsirestore.cli.common import refuse_overwriting_inputs
+    from hsirestore.cli.common import (check_distinct_targets, output_is_folder,
+                                       refuse_overwriting_inputs)
     from hsirestore.io.hdf5 import split_path
 
     if layout is not None and layout not in ("bands-first", "bands-last"):
         raise OptionError(f"--layout must be bands-first or bands-last, not {layout!r}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise OptionError(f"--temperature must be a number >= 0; got {temperature}")
+    if seed is not None and seed < 0:
+        raise OptionError(f"--seed must be >= 0; got {seed}")
+    if (seed is not None or top_k is not None) and temperature == 0:
+        _err("warning: --seed and --top-k only matter when sampling (--temperature > 0); "
+             "decoding is deterministic", prefix=False)
     files, folder = _expand(inputs)
     batch = len(files) > 1 or folder
+    to_folder = output_is_folder(output, batch)
     if batch:
-        if output is not None and output.exists() and not output.is_dir():
-            raise OptionError(f"-o {output}: several inputs need an output folder")
-        if output is not None:
-            output.mkdir(parents=True, exist_ok=True)
         jobs = [(f, _target(f, output)) for f in files]
+        check_distinct_targets(jobs)
     else:
         src = files[0]
         if not split_path(src)[0].exists():
             from hsirestore.errors import FormatError
 
             raise FormatError(f"{src}: file not found")
-        dst = output if output is not None and not output.is_dir() else _target(src, output)
+        dst = _target(src, output) if to_folder or output is None else output
         jobs = [(src, dst)]
         targets = output_paths(dst) + ([dst.with_name(dst.stem + "_preview.png")] if preview else [])
         refuse_overwriting_inputs([src], targets)
-        check_writable(targets, force)
+        if not to_folder:
+            check_writable(targets, force)
     if summary is not None and not summary.parent.exists():
         raise OptionError(f"--summary {summary}: folder {summary.parent} does not exist")
     if "+" in degradation or degradation.strip().lower() not in ("auto", "generic", "unknown"):
         from hsirestore.physics.degradations import parse_degradation
 
         parse_degradation(degradation)  # fail before loading anything
+    if to_folder and output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        if not batch:
+            check_writable(targets, force)
 
     if threads < 0:
         raise OptionError(f"--threads must be >= 0; got {threads}")
@@ -240,8 +252,6 @@ def _restore_cmd(
             with open(summary, "a") as f:
                 f.write(line + "\n")
     if failed:
-        from hsirestore.cli.common import _err
-
         _err(f"{failed} of {len(jobs)} inputs failed")
         raise typer.Exit(1)
 

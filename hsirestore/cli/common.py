@@ -12,8 +12,9 @@ import typer
 from hsirestore.errors import HsiRestoreError
 
 
-def _err(msg: str) -> None:
-    print(f"hsirestore: error: {msg}", file=sys.stderr)
+def _err(msg: str, prefix: bool = True) -> None:
+    """One line on stderr: ``hsirestore: error: MSG`` (``hsirestore: MSG`` without prefix)."""
+    print(f"hsirestore: {'error: ' if prefix else ''}{msg}", file=sys.stderr)
 
 
 def handle_errors(fn: Callable) -> Callable:
@@ -96,7 +97,7 @@ def input_files(path) -> list[Path]:
             from hsirestore.io.envi import data_path, header_path
 
             hdr = header_path(file)
-            files = [hdr, data_path(hdr)]
+            files = [hdr, data_path(hdr, file)]
     except Exception:  # unreadable inputs are reported by the reader, not here
         pass
     return files
@@ -121,3 +122,33 @@ def refuse_overwriting_inputs(inputs, outputs) -> None:
             if _same(out, f) or out.resolve() == f.resolve():
                 raise OptionError(f"{out} would overwrite the input {f}; choose another "
                                   "output (inputs are never overwritten, even with --force)")
+
+
+def output_is_folder(output: Path | None, several: bool) -> bool:
+    """Whether ``-o OUTPUT`` names a folder: an existing folder, or any OUTPUT without a file
+    extension (created on demand); with several inputs OUTPUT must be a folder (an
+    OptionError when it names a file such as out.h5)."""
+    from hsirestore.errors import OptionError
+
+    from hsirestore.io.hdf5 import split_path
+
+    if output is None:
+        return several
+    file, dataset = split_path(output)
+    folder = dataset is None and (file.is_dir() or (not file.exists() and file.suffix == ""))
+    if several and not folder:
+        raise OptionError(f"-o {output}: several inputs need an output folder, not a file")
+    return folder
+
+
+def check_distinct_targets(jobs) -> None:
+    """OptionError when two inputs of a batch would write the same output file."""
+    from hsirestore.errors import OptionError
+
+    seen: dict = {}
+    for src, dst in jobs:
+        key = str(Path(dst).resolve())
+        if key in seen:
+            raise OptionError(f"{seen[key]} and {src} would both write {dst}; process them in "
+                              "separate runs (or separate output folders)")
+        seen[key] = src

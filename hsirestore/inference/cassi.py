@@ -68,6 +68,12 @@ class CassiDecoder:
             raise OptionError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
         if bands < 2 or step < 1:
             raise OptionError("need at least 2 bands and a dispersion step >= 1")
+        if tile is not None and tile < 16:
+            raise OptionError(f"tile must be None (whole image) or at least 16 pixels; got {tile}")
+        if overlap < 0:
+            raise OptionError(f"tile overlap must be >= 0; got {overlap}")
+        if gaptv_iters < 1:
+            raise OptionError(f"GAP-TV iterations must be >= 1; got {gaptv_iters}")
         self.method = method
         self.bands, self.step = bands, step
         self.tile, self.overlap = tile, overlap
@@ -90,7 +96,7 @@ class CassiDecoder:
 
     def _load(self, model_name, weights):
         from hsirestore.models.s2former import is_official_checkpoint, official_key_map
-        from hsirestore.registry import build_model, get_spec
+        from hsirestore.registry import build_model, get_spec, list_models
         from hsirestore.weights import load_into, load_state_dict, shipped_weights_path
 
         if weights is not None:
@@ -103,6 +109,10 @@ class CassiDecoder:
                 model_name = model_name or run.get("preset")
                 meta = {"model_overrides": dict(run.get("model_overrides") or {})}
                 state = {k: v for k, v in state.items() if not k.startswith("aux.")}  # training-only head
+            named = meta.get("model") if isinstance(meta, dict) else None
+            known = {m.name for m in list_models("cassi")}
+            if model_name is None and named in known:
+                model_name = named  # exported weights name their preset
             model_name = model_name or "s2former-unfolded"
         else:
             model_name = model_name or DEFAULT_MODEL
@@ -218,7 +228,7 @@ class CassiDecoder:
         ext = self.step * (self.bands - 1)
         acc = torch.zeros(self.bands, h, w, dtype=torch.float64)
         th, tw = min(tile, h), min(tile, w)
-        oh, ow = min(ov, th - 1), min(ov, tw - 1)
+        oh, ow = min(ov, th // 4), min(ov, tw // 4)  # tiles advance by >= 3/4 of a tile
         rows, cols = axis_profiles(h, th, oh), axis_profiles(w, tw, ow)
         for r0, r1, wr in rows:
             for c0, c1, wc in cols:

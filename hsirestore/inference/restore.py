@@ -109,9 +109,15 @@ def estimate_noise(x: np.ndarray, max_side: int = 512) -> np.ndarray:
 
 
 def auto_degradation(xn: np.ndarray) -> tuple[list[str], dict]:
-    """Choose DAG types for normalised data (B, H, W); returns (names, info)."""
-    sig = estimate_noise(xn) * 255.0
+    """Choose DAG types for normalised data (B, H, W); returns (names, info).
+
+    Noise: the median per-band sigma of :func:`estimate_noise` (>= NOISE_THRESHOLD_255/255);
+    band-missing: some bands entirely zero; inpaint: at least 5 % of the pixels zero in every
+    band, scattered (most of them next to an observed pixel, unlike a blank border); the
+    holes are left out of the noise estimate."""
     finite = np.where(np.isfinite(xn), xn, 0.0)
+    holes = _scattered_holes(finite)
+    sig = estimate_noise(np.where(holes, np.nan, xn) if holes is not None else xn) * 255.0
     band_max = np.abs(finite).reshape(xn.shape[0], -1).max(1)
     missing = bool((band_max == 0).any() and (band_max > 0).any())
     live = sig[band_max > 0] if (band_max > 0).any() else sig
@@ -122,12 +128,33 @@ def auto_degradation(xn: np.ndarray) -> tuple[list[str], dict]:
         names.append("niid-noise" if p90 > 2.0 * max(p10, 1e-6) else "noise")
     if missing:
         names.append("band-missing")
+    if holes is not None:
+        names.append("inpaint")
     info = {"degradation": "+".join(names) or "generic", "estimated": True,
             "sigma_255": round(med, 2), "sigma_255_range": [round(float(live.min()), 2),
                                                               round(float(live.max()), 2)]}
     if missing:
         info["missing_bands"] = [int(i) for i in np.flatnonzero(band_max == 0)]
+    if holes is not None:
+        info["missing_pixels"] = round(float(holes.mean()), 4)
     return names, info
+
+
+def _scattered_holes(x: np.ndarray) -> np.ndarray | None:
+    """bool (H, W) of pixels zero in every band of x (B, H, W) when they look like missing
+    pixels to inpaint: 5-98 % of the image, and over 30 % of them next to an observed pixel
+    (a blank border or a masked-out block is one region, mostly away from observed pixels)."""
+    zero = ~np.any(x != 0, axis=0)
+    frac = float(zero.mean())
+    if not 0.05 <= frac <= 0.98:
+        return None
+    obs = ~zero
+    near = np.zeros_like(zero)
+    near[1:] |= obs[:-1]
+    near[:-1] |= obs[1:]
+    near[:, 1:] |= obs[:, :-1]
+    near[:, :-1] |= obs[:, 1:]
+    return zero if (zero & near).sum() > 0.3 * zero.sum() else None
 
 
 # ------------------------------------------------------------------ band grouping
@@ -271,7 +298,7 @@ class Restorer:
             self.net = None
 
     def _load(self, name: str, weights):
-        from hsirestore.registry import build_model, get_spec
+        from hsirestore.registry import build_model, get_spec, list_models
         from hsirestore.weights import load_into, load_state_dict, shipped_weights_path
 
         spec = get_spec(name)
@@ -300,6 +327,9 @@ class Restorer:
         load_into(model, state)
         self.multiple = spec.size_multiple
         self.weights_path = path
+        named = meta.get("model")
+        if cfg and named != name and named in {m.name for m in list_models("restore")}:
+            self.model_name = named  # the weights carry their own preset's config: report it
         return model.eval().to(self.device)
 
     def describe(self) -> str:

@@ -1,0 +1,161 @@
+"""Option checks found by a user-experience audit: cassi tiling/iterations/reference checks
+and report figures, weights errors in one line, reported model names, denoise batch output
+collisions and folders, denoise --temperature/--seed, auto-detected inpainting."""
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from typer.testing import CliRunner
+
+from hsirestore.cli import app
+from hsirestore.inference.restore import auto_degradation
+from hsirestore.io import Cube, read_cube, write_cube
+from hsirestore.physics.cassi import cassi_forward
+from hsirestore.physics.degradations import parse_degradation
+
+runner = CliRunner()
+B = 8
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cassi_files(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.full((B, 40, 40), 0.2, np.float32)
+    x[:, 8:30, 6:30] = np.linspace(0.3, 0.9, B, dtype=np.float32)[:, None, None]
+    mask = (rng.random((40, 40)) > 0.5).astype(np.float32)
+    write_cube(Cube(x, wavelengths=np.linspace(450, 650, B)), tmp_path / "truth.h5")
+    scipy.io.savemat(tmp_path / "mask.mat", {"mask": mask})
+    scipy.io.savemat(tmp_path / "meas.mat", {"meas": cassi_forward(x, mask, 2)})
+    return tmp_path
+
+
+def _run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _error_line(result):
+    assert result.exit_code != 0
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def test_cassi_option_checks(cassi_files):
+    d = cassi_files
+    base = ["cassi", d / "meas.mat", "--mask", d / "mask.mat", "--bands", B]
+    assert "at least 16" in _error_line(_run(*base, "--tile", 4, "-o", d / "a.h5"))
+    assert "--iterations must be >= 1" in _error_line(
+        _run(*base, "--method", "gap-tv", "--iterations", -1, "-o", d / "a.h5"))
+    assert "apply to --method s2former" in _error_line(
+        _run(*base, "--method", "gap-tv", "--model", "s2former-compact", "-o", d / "a.h5"))
+    assert "--overlap must be >= 0" in _error_line(_run(*base, "--overlap", -3, "-o", d / "a.h5"))
+    # a reference of the wrong shape is refused before anything is decoded or written
+    write_cube(Cube(np.zeros((B, 20, 20), np.float32)), d / "small.h5")
+    msg = _error_line(_run(*base, "--method", "gap-tv", "--reference", d / "small.h5", "-o", d / "a.h5"))
+    assert "does not match" in msg and not (d / "a.h5").exists()
+
+
+def test_cassi_small_tiles_advance_by_most_of_a_tile(cassi_files, monkeypatch):
+    from hsirestore.inference.cassi import CassiDecoder
+
+    calls = []
+    dec = CassiDecoder(method="gap-tv", tile=16, overlap=64, bands=B, gaptv_iters=2)
+    real = dec._run_tile
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(dec, "_run_tile", counting)
+    m = read_cube(cassi_files / "mask.mat").data[0]
+    y = read_cube(cassi_files / "meas.mat").data[0]
+    out = dec.decode(y, m)
+    assert out.shape == (B, 40, 40) and np.isfinite(out).all()
+    assert len(calls) <= 16  # overlap clamped to a quarter tile: 4 x 4 tiles, not 25 x 25
+
+
+def test_cassi_reference_figures_match_evaluate(cassi_files):
+    d = cassi_files
+    r = _run("cassi", d / "meas.mat", "--mask", d / "mask.mat", "--bands", B, "--method", "gap-tv",
+             "--iterations", 20, "--reference", d / "truth.h5", "-o", d / "cube.h5")
+    assert r.exit_code == 0, r.output
+    from_cassi = json.loads(r.stdout.strip().splitlines()[-1])["mpsnr"]
+    r = _run("evaluate", d / "cube.h5", d / "truth.h5", "-o", d / "rep")
+    assert r.exit_code == 0, r.output
+    from_eval = json.loads((d / "rep.json").read_text())["metrics"]["mpsnr"]
+    assert from_cassi == pytest.approx(from_eval, abs=1e-3)
+
+
+def test_weights_errors_are_one_short_line(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    cube = tmp_path / "c.h5"
+    write_cube(Cube(np.random.default_rng(0).random((31, 40, 40)).astype(np.float32)), cube)
+    msg = _error_line(_run("denoise", cube, "-o", tmp_path / "o.h5", "--weights", junk, "-d", "noise"))
+    assert "not a safetensors file" in msg
+    from hsirestore.weights import shipped_weights_path
+
+    other = shipped_weights_path("s2former-gaptv.safetensors")
+    msg = _error_line(_run("denoise", cube, "-o", tmp_path / "o.h5", "--weights", other, "-d", "noise"))
+    assert "missing keys" in msg and "more" in msg and len(msg) < 600
+
+
+def test_reported_model_name_follows_the_weights(tmp_path):
+    from hsirestore.inference.cassi import CassiDecoder
+    from hsirestore.inference.restore import Restorer
+    from hsirestore.weights import shipped_weights_path
+
+    dec = CassiDecoder(weights=shipped_weights_path("s2former-gaptv.safetensors"), device="cpu")
+    assert dec.describe().startswith("s2former-gaptv")
+    r = Restorer(model_name="hsivar-tiny", weights=shipped_weights_path("hsivar-compact.safetensors"),
+                 device="cpu")
+    assert r.describe().startswith("hsivar-compact")
+
+
+def test_denoise_batch_collisions_and_folders(tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        write_cube(Cube(np.random.default_rng(0).random((31, 40, 40)).astype(np.float32)),
+                   tmp_path / sub / "x.h5")
+    ins = [tmp_path / "a" / "x.h5", tmp_path / "b" / "x.h5"]
+    msg = _error_line(_run("denoise", *ins, "-o", tmp_path / "out", "-d", "noise"))
+    assert "would both write" in msg and not (tmp_path / "out").exists()
+    msg = _error_line(_run("denoise", *ins, "-o", tmp_path / "out.h5", "-d", "noise"))
+    assert "need an output folder" in msg and not (tmp_path / "out.h5").exists()
+    # one input, -o a folder that does not exist yet: NAME_restored inside it
+    r = _run("denoise", ins[0], "-o", tmp_path / "newdir", "-d", "noise", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "newdir" / "x_restored.h5").exists()
+    assert "--temperature" in _error_line(_run("denoise", ins[0], "-o", tmp_path / "t.h5",
+                                               "--temperature", "nan"))
+    assert "--seed must be" in _error_line(_run("denoise", ins[0], "-o", tmp_path / "t.h5",
+                                                "--seed", -1))
+
+
+def test_auto_detects_scattered_missing_pixels():
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, 31)[:, None, None]
+    r, c = np.mgrid[0:128, 0:128] / 128.0
+    phase = (np.sin(5 * r) + np.cos(7 * c) + 0.1 * rng.random((128, 128)))[None]  # smooth scene
+    x = (0.3 + 0.2 * np.sin(3 * t + phase)).astype(np.float32)
+    y, _ = parse_degradation("inpaint").apply(x, 0)
+    names, info = auto_degradation(y)
+    assert names == ["inpaint"] and info["missing_pixels"] == pytest.approx(0.7, abs=0.02)
+    y, _ = parse_degradation("noise:sigma=30+inpaint").apply(x, 0)
+    names, info = auto_degradation(y)
+    # few 2x2 blocks survive 70 % holes, so iid/non-iid may go either way
+    assert names[0] in ("noise", "niid-noise") and names[1:] == ["inpaint"]
+    assert info["sigma_255"] == pytest.approx(30, abs=4)
+    border = x.copy()
+    border[:, :20] = 0  # a blank border is not inpainting
+    assert "inpaint" not in auto_degradation(border)[0]
