@@ -159,3 +159,20 @@ def test_auto_detects_scattered_missing_pixels():
     border = x.copy()
     border[:, :20] = 0  # a blank border is not inpainting
     assert "inpaint" not in auto_degradation(border)[0]
+
+
+def test_usage_errors_are_one_line_through_the_entry_point():
+    import subprocess
+    import sys
+
+    for args, expect in ((["denoise", "--bogus", "x"], "No such option: --bogus"),
+                         (["cassi", "meas.mat"], "Missing option '--mask'"),
+                         (["denoise", "a.h5", "--tile", "abc"], "Invalid value for '--tile'")):
+        r = subprocess.run([sys.executable, "-m", "hsirestore", *args], capture_output=True,
+                           text=True, timeout=120)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1, r.stderr
+        assert lines[0].startswith("hsirestore: error: ") and expect in lines[0]
+    r = subprocess.run([sys.executable, "-m", "hsirestore"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "Usage:" in r.stdout

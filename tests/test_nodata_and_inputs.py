@@ -275,3 +275,15 @@ def test_evaluate_warns_about_different_scales(tmp_path):
     r = runner.invoke(app, ["evaluate", str(a), str(b), "-o", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output
     assert "differ in scale" in r.output
+
+
+def test_garbage_tif_and_uppercase_envi_data_file(tmp_path):
+    bad = tmp_path / "g.tif"
+    bad.write_bytes(b"garbage")
+    msg = _error_line(runner.invoke(app, ["info", str(bad)]))
+    assert "not a readable TIFF" in msg
+    write_cube(Cube(_smooth(5, 8, 9)), tmp_path / "x.hdr")
+    (tmp_path / "x.hdr").rename(tmp_path / "X.HDR")
+    (tmp_path / "x.img").rename(tmp_path / "X.BIN")
+    r = runner.invoke(app, ["info", str(tmp_path / "X.BIN")])
+    assert r.exit_code == 0 and "envi" in r.output

@@ -42,7 +42,10 @@ def detect_format(path) -> str:
     file, _ = split_path(path)
     fmt = _SUFFIX.get(file.suffix.lower())
     if fmt is None and file.exists():
-        head = file.read_bytes()[:8] if file.is_file() else b""
+        head = b""
+        if file.is_file():
+            with open(file, "rb") as fh:  # 8 bytes, not the whole (possibly huge) file
+                head = fh.read(8)
         if head.startswith(b"\x89HDF"):
             fmt = "hdf5"
         elif head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
@@ -51,8 +54,11 @@ def detect_format(path) -> str:
             fmt = "mat"
         elif head.startswith(b"ENVI"):
             fmt = "envi"
-        elif file.with_suffix(".hdr").exists() or Path(str(file) + ".hdr").exists():
-            fmt = "envi"
+        else:
+            from hsirestore.io.envi import header_path
+
+            if header_path(file).exists():  # a data file beside its header (x.bin + X.HDR)
+                fmt = "envi"
     if fmt == "tiff":
         fmt = "geotiff" if not file.is_file() or _has_georef(file) else "tiff"
     if fmt is None:

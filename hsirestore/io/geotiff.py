@@ -24,11 +24,17 @@ from hsirestore.io.cube import Cube
 
 
 def _is_page_stack(path: Path) -> bool:
+    """True for a plain multi-page TIFF of equal pages (one band per page); FormatError when
+    the file is not a readable TIFF."""
     import tifffile
 
-    with tifffile.TiffFile(path) as tf:
-        return len(tf.pages) > 1 and not tf.pages[0].is_geotiff and \
-            all(p.shape == tf.pages[0].shape for p in tf.pages)
+    try:
+        with tifffile.TiffFile(path) as tf:
+            return len(tf.pages) > 1 and not tf.pages[0].is_geotiff and \
+                all(p.shape == tf.pages[0].shape for p in tf.pages)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise FormatError(f"{path}: not a readable TIFF ({first})") from e
 
 
 _MICROMETRES = ("um", "µm", "micrometer", "micrometers", "micron", "microns")
@@ -149,10 +155,7 @@ def read_tiff(path, layout: str | None = None) -> Cube:
     path = Path(path)
     if not path.exists():
         raise FormatError(f"{path}: file not found")
-    try:
-        stack = _is_page_stack(path)
-    except Exception as e:
-        raise FormatError(f"{path}: not a readable TIFF ({e})") from e
+    stack = _is_page_stack(path)
     if stack:
         import tifffile
 
