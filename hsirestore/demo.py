@@ -10,6 +10,12 @@ import warnings
 
 import numpy as np
 
+from hsirestore.errors import OptionError
+
+#: smallest and largest demo scene (pixels per side): the 6 x 4 patch grid needs cells of at
+#: least 2 pixels; 4096 px already means 1.9 GB per 28-band float32 cube
+MIN_SIZE, MAX_SIZE = 16, 4096
+
 
 def colorchecker_reflectances(wavelengths: np.ndarray) -> tuple[list[str], np.ndarray]:
     """(patch names, reflectance (24, bands)) sampled at ``wavelengths`` nm.
@@ -27,13 +33,26 @@ def colorchecker_reflectances(wavelengths: np.ndarray) -> tuple[list[str], np.nd
     return names, refl.astype(np.float32)
 
 
+def check_scene_options(size, seed) -> None:
+    """OptionError unless ``size`` is a whole number in [MIN_SIZE, MAX_SIZE] and ``seed`` a
+    whole number >= 0."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise OptionError(f"--size must be a whole number of pixels; got {size!r}")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise OptionError(f"--size must be between {MIN_SIZE} and {MAX_SIZE} pixels; got {size}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise OptionError(f"--seed must be a whole number >= 0; got {seed!r}")
+
+
 def synthetic_scene(wavelengths: np.ndarray, size: int = 256, seed: int = 0) -> np.ndarray:
     """A (bands, size, size) float32 reflectance scene in [0, 1].
 
     A ColorChecker-like grid of patches on a neutral background, plus discs and a striped
     textile made of pairs of real reflectances, under a smooth illumination falloff. Every
-    pixel's spectrum is a non-negative mixture of measured reflectances.
+    pixel's spectrum is a non-negative mixture of measured reflectances. OptionError when
+    ``size`` is outside [MIN_SIZE, MAX_SIZE] or ``seed`` is negative.
     """
+    check_scene_options(size, seed)
     rng = np.random.default_rng(seed)
     names, refl = colorchecker_reflectances(wavelengths)
     bands = refl.shape[1]

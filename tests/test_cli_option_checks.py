@@ -176,3 +176,33 @@ def test_usage_errors_are_one_line_through_the_entry_point():
     r = subprocess.run([sys.executable, "-m", "hsirestore"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "Usage:" in r.stdout
+
+
+def test_full_disk_is_one_clear_error(tmp_path, monkeypatch):
+    import errno
+    import os
+    import shutil
+    from collections import namedtuple
+
+    from hsirestore.errors import OutputError
+    from hsirestore.io import create_cube
+
+    cube = Cube(np.random.default_rng(0).random((31, 40, 40)).astype(np.float32))
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: Usage(10**6, 10**6 - 1000, 1000))
+    for name in ("o.hdr", "o.h5", "o.tif", "o.mat"):
+        with pytest.raises(OutputError, match="free on that disk"):
+            write_cube(cube, tmp_path / name)
+        with pytest.raises(OutputError, match="free on that disk"):
+            create_cube(tmp_path / name, cube, cube.shape)
+    assert not list(tmp_path.iterdir())
+    monkeypatch.undo()
+
+    # a disk that fills up between the check and the memory map: fallocate fails cleanly
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    with pytest.raises(OutputError, match="not enough disk space"):
+        create_cube(tmp_path / "s.hdr", cube, cube.shape)
+    assert not list(tmp_path.iterdir())

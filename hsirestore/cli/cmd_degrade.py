@@ -59,7 +59,7 @@ def degrade(
     dst: Path = typer.Argument(..., help="Output cube (format by suffix)."),
     degradation: str = typer.Option(..., "--degradation", "-d",
                                     help="Degradation spec, e.g. blur+noise:sigma=30."),
-    seed: int = typer.Option(0, help="Random seed (same seed, same result)."),
+    seed: int = typer.Option(0, help="Random seed, >= 0 (same seed, same result)."),
     scale: float = typer.Option(None, help="Divide the input by S to normalise it (overrides --scaling)."),
     scaling: str = typer.Option("auto", "--scaling", "--scale-rule",
                                 help="Normalisation rule: auto, none, dtype, max, percentile:P, scale:S."),
@@ -80,6 +80,8 @@ def degrade(
     from hsirestore.preview import spectra_path
 
     deg = parse_degradation(degradation)
+    if seed < 0:
+        raise OptionError(f"--seed must be >= 0; got {seed}")
     if scale is not None:
         if not (np.isfinite(scale) and scale > 0):
             raise OptionError(f"--scale must be > 0; got {scale:g}")

@@ -27,24 +27,36 @@ Examples:
 def demo(
     outdir: Path = typer.Argument(Path("hsirestore_demo"), help="Output folder (created)."),
     method: str = typer.Option("s2former", help="s2former (shipped weights) or gap-tv."),
-    seed: int = typer.Option(0, help="Seed for the scene and the mask."),
-    size: int = typer.Option(256, help="Scene size in pixels."),
+    seed: int = typer.Option(0, help="Seed for the scene and the mask (>= 0)."),
+    size: int = typer.Option(256, help="Scene size in pixels (16 to 4096)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
 ) -> None:
     import numpy as np
 
-    from hsirestore.demo import synthetic_scene
+    from hsirestore.demo import check_scene_options, synthetic_scene
     from hsirestore.errors import OutputError
     from hsirestore.inference.cassi import CassiDecoder
-    from hsirestore.io import Cube, write_cube
+    from hsirestore.io import Cube, output_paths, write_cube
+    from hsirestore.io.atomic import check_writable
     from hsirestore.metrics import compute_metrics, write_report
+    from hsirestore.metrics.report import report_paths
     from hsirestore.physics.cassi import CASSI_WAVELENGTHS_28, cassi_forward
-    from hsirestore.preview import write_preview
+    from hsirestore.preview import spectra_path, write_preview
 
+    # every option is checked, and the decoder loaded, before anything is written
+    check_scene_options(size, seed)
     if outdir.exists() and not outdir.is_dir():
         raise OutputError(f"{outdir} exists and is not a folder")
+    decoder = CassiDecoder(method=method, device=device)
+    targets = [p for name in ("scene_ref.h5", "measurement.mat", "mask.mat", "decoded.h5")
+               for p in output_paths(outdir / name)]
+    targets += list(report_paths(outdir / "report")) + [
+        outdir / "scene_ref.png", outdir / "decoded.png", spectra_path(outdir / "decoded.png")]
+    if outdir.exists():
+        check_writable(targets, force)
     outdir.mkdir(parents=True, exist_ok=True)
+
     wl = np.asarray(CASSI_WAVELENGTHS_28)
     scene = synthetic_scene(wl, size=size, seed=seed)
     rng = np.random.default_rng(seed + 1)
@@ -56,7 +68,6 @@ def demo(
     write_cube(Cube(meas[None]), outdir / "measurement.mat", force=force)
     write_cube(Cube(mask[None]), outdir / "mask.mat", force=force)
 
-    decoder = CassiDecoder(method=method, device=device)
     t0 = time.perf_counter()
     cube = decoder.decode(meas, mask)
     seconds = time.perf_counter() - t0

@@ -19,12 +19,20 @@ Examples:
   hsirestore models --task cassi --json
 """)
 def models_cmd(
-    task: str = typer.Option(None, help="Only this task: restore, rgb2hsi or cassi."),
+    task: str = typer.Option(None, help="Only this task: restore (denoise), rgb2hsi or cassi."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
+    from hsirestore.errors import OptionError
     from hsirestore.registry import list_models
     from hsirestore.weights import read_manifest
 
+    if task is not None:
+        tasks = sorted({s.task for s in list_models()})
+        key = task.strip().lower()
+        key = {"denoise": "restore"}.get(key, key)  # the command's name for the restore task
+        if key not in tasks:
+            raise OptionError(f"unknown task {task!r}; valid tasks: {', '.join(tasks)}")
+        task = key
     files = read_manifest().get("files", {})
     rows = []
     for spec in list_models(task):
@@ -42,7 +50,8 @@ def models_cmd(
         return
     table = Table(title="hsirestore models")
     for col in ("name", "task", "bands", "shipped weights", "description"):
-        table.add_column(col)
+        # file and model names are folded onto several lines, never cut short with "..."
+        table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(r["name"], r["task"], str(r["bands"] or "any"), r["weights"] or "-",
                       r["description"])

@@ -11,24 +11,34 @@ from hsirestore.cli.app import app
 from hsirestore.cli.common import command
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+FORMATS = ("h5", "tif", "mat", "hdr")
 
 
-def _expand(inputs: list[Path]) -> list[Path]:
+def _is_own_output(f: Path) -> bool:
+    """NAME_hsi.* cubes and NAME_hsi_preview.png previews written by earlier runs."""
+    return f.stem.endswith("_hsi") or f.stem.endswith("_hsi_preview")
+
+
+def _expand(inputs: list[Path]) -> tuple[list[Path], bool]:
+    """Images to convert and whether a folder was given. Folders contribute their images,
+    except hidden files and earlier outputs (NAME_hsi.*, NAME_hsi_preview.png)."""
     from hsirestore.errors import FormatError
 
     files: list[Path] = []
+    folder = False
     for p in inputs:
         if p.is_dir():
+            folder = True
             found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
-                           and not f.name.startswith("."))
+                           and not f.name.startswith(".") and not _is_own_output(f)
+                           and not f.is_dir())
             if not found:
-                raise FormatError(f"{p}: no PNG/JPEG/TIFF images in this folder")
+                raise FormatError(f"{p}: no PNG/JPEG/TIFF images in this folder (earlier "
+                                  "outputs NAME_hsi.* and hidden files are not read)")
             files += found
-        elif not p.exists():
-            raise FormatError(f"{p}: file not found")
         else:
             files.append(p)
-    return files
+    return files, folder
 
 
 @command(app, "rgb2hsi", help="""Reconstruct a 31-band spectral cube (400-700 nm, 10 nm steps)
@@ -41,83 +51,134 @@ camera into the NTIRE camera's space (a 3x3 map fitted on colour-science reflect
 the model runs. Output values are reflectance-like on the input's scale (white -> about 1).
 
 Methods: mcga (learned; needs shipped or --weights checkpoints) or poly (root-polynomial
-regression baseline, shipped). Several inputs or a folder: one output per image in OUT (a
-folder), existing outputs are skipped (--force overwrites); one JSON line per file.
+regression baseline, shipped).
+
+Several inputs or a folder: one output per image in OUT (a folder; default beside the input),
+named PHOTO_hsi with the --format suffix; folders skip hidden files and earlier outputs
+(*_hsi.*). Existing outputs are skipped unless --force; one JSON line per file (input,
+output, status ok/skipped/error, seconds, message, method, shape); an error on one file does
+not stop the batch, but the exit code is 1 at the end. One input with -o FOLDER (an existing
+folder or a name without suffix) writes FOLDER/PHOTO_hsi.<format>.
 
 \b
 Examples:
   hsirestore rgb2hsi photo.png -o cube.tif --method poly --preview
   hsirestore rgb2hsi photo.jpg --srgb -o cube.h5 --tta --tta-steps 5
-  hsirestore rgb2hsi photos/ -o cubes/ --method poly
+  hsirestore rgb2hsi photos/ -o cubes/ --method poly --summary cubes/summary.jsonl
 """)
 def rgb2hsi(
     inputs: list[Path] = typer.Argument(..., help="RGB images or folders of images."),
     output: Path = typer.Option(None, "-o", "--output", help="Output cube (one input; format by "
-                                "suffix) or folder (several inputs); default PHOTO_hsi.h5."),
+                                "suffix) or folder; default PHOTO_hsi.<format> beside the photo."),
     method: str = typer.Option("mcga", help="mcga (learned) or poly (root-polynomial baseline)."),
     model: str = typer.Option(None, help="Registered MCGA variant (default mcga-compact)."),
     weights: Path = typer.Option(None, help="Checkpoint (.safetensors/.pt) or baseline .npz."),
     tta: bool = typer.Option(False, help="Test-time adaptation (MCGA): per image, minimise the "
                              "codebook-query entropy over the GA parameters, then restore them."),
-    tta_steps: int = typer.Option(5, help="TTA optimisation steps per image (tile)."),
-    tta_lr: float = typer.Option(1e-4, help="TTA learning rate (Adam)."),
+    tta_steps: int = typer.Option(None, help="With --tta: optimisation steps per image (tile); "
+                                  "default 5."),
+    tta_lr: float = typer.Option(None, help="With --tta: learning rate (Adam); default 1e-4."),
     camera: Path = typer.Option(None, help="Camera response CSV of the input (R, G, B columns)."),
     consistency: bool = typer.Option(False, help="Make every output spectrum render exactly to the "
                                      "input RGB through the camera response (needs --camera or "
                                      "the NTIRE response in HSIRESTORE_DATA)."),
     srgb: bool = typer.Option(False, help="Input is gamma-encoded sRGB: linearise it first."),
-    fmt: str = typer.Option("h5", "--format", help="Output format for folder outputs: h5, tif, mat, hdr."),
+    fmt: str = typer.Option("h5", "--format", help="Output format when the output is named for "
+                            "you (folder outputs, no -o): h5, tif, mat, hdr."),
     tile: int = typer.Option(256, help="Tile size for big photos (0: whole image at once)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     preview: bool = typer.Option(False, help="Write a false-colour OUTPUT_preview.png beside each output."),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
+    summary: Path = typer.Option(None, help="Also append the JSON lines to this file."),
 ) -> None:
-    from hsirestore.errors import OptionError
+    from hsirestore.cli.common import (_err, check_distinct_targets, output_is_folder,
+                                       refuse_overwriting_inputs)
+    from hsirestore.errors import FormatError, HsiRestoreError, OptionError
     from hsirestore.inference.rgb2hsi import RgbToHsi
-    from hsirestore.io import output_paths, write_cube
-    from hsirestore.cli.common import refuse_overwriting_inputs
+    from hsirestore.io import detect_format, output_paths, write_cube
     from hsirestore.io.atomic import check_writable
     from hsirestore.io.rgb import read_rgb
 
-    files = _expand(inputs)
-    if fmt.lstrip(".") not in ("h5", "tif", "mat", "hdr"):
+    if fmt.lstrip(".") not in FORMATS:
         raise OptionError(f"--format {fmt!r}: use h5, tif, mat or hdr")
     ext = "." + fmt.lstrip(".")
-    batch = len(files) > 1 or any(p.is_dir() for p in inputs)
+    ignored = [] if tta else [o for o, v in (("--tta-steps", tta_steps), ("--tta-lr", tta_lr))
+                              if v is not None]
+    if ignored:
+        _err(f"warning: {' and '.join(ignored)} {'are' if len(ignored) > 1 else 'is'} ignored "
+             "without --tta", prefix=False)
+    files, folder = _expand(inputs)
+    batch = len(files) > 1 or folder
+    to_folder = output_is_folder(output, batch)
+
+    def preview_of(dst: Path) -> Path:
+        return dst.with_name(dst.stem + "_preview.png")
+
+    def named(src: Path) -> Path:
+        return (output or src.parent) / (src.stem + "_hsi" + ext)
+
     if batch:
-        if output is not None and output.exists() and not output.is_dir():
-            raise OptionError(f"-o {output}: several inputs need an output folder")
-        if output is not None:
-            output.mkdir(parents=True, exist_ok=True)
-        jobs = [(f, (output or f.parent) / (f.stem + "_hsi" + ext)) for f in files]
+        jobs = [(f, named(f)) for f in files]
+        check_distinct_targets(jobs)
+        refuse_overwriting_inputs(files, [p for _, dst in jobs for p in output_paths(dst)]
+                                  + ([preview_of(dst) for _, dst in jobs] if preview else []))
     else:
-        jobs = [(files[0], output or files[0].with_name(files[0].stem + "_hsi.h5"))]
-    if not batch:
-        targets = output_paths(jobs[0][1])
-        if preview:
-            targets.append(jobs[0][1].with_name(jobs[0][1].stem + "_preview.png"))
-        refuse_overwriting_inputs([jobs[0][0]], targets)
-        check_writable(targets, force)
+        src = files[0]
+        if not src.exists():
+            raise FormatError(f"{src}: file not found")
+        dst = named(src) if to_folder or output is None else output
+        if detect_format(dst) == "rgb":
+            raise OptionError(f"-o {dst}: PNG/JPEG hold 3-band images; write the 31-band cube "
+                              "as .h5, .tif, .mat or .hdr")
+        jobs = [(src, dst)]
+        targets = output_paths(dst) + ([preview_of(dst)] if preview else [])
+        refuse_overwriting_inputs([src], targets)
+        if not (to_folder and output is not None and not output.exists()):
+            check_writable(targets, force)
+    if summary is not None and not summary.parent.exists():
+        raise OptionError(f"--summary {summary}: folder {summary.parent} does not exist")
 
-    pred = RgbToHsi(model_name=model, weights=weights, device=device, tta=tta, tta_steps=tta_steps,
-                    tta_lr=tta_lr, method=method, srgb=srgb, camera=camera, tile=tile or None,
-                    consistency=consistency)
+    pred = RgbToHsi(model_name=model, weights=weights, device=device, tta=tta,
+                    tta_steps=5 if tta_steps is None else tta_steps,
+                    tta_lr=1e-4 if tta_lr is None else tta_lr, method=method, srgb=srgb,
+                    camera=camera, tile=tile or None, consistency=consistency)
+    if to_folder and output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+    failed = 0
     for src, dst in jobs:
-        png = dst.with_name(dst.stem + "_preview.png")
-        if batch and not force and (any(p.exists() for p in output_paths(dst))
-                                    or (preview and png.exists())):
-            typer.echo(json.dumps({"input": str(src), "output": str(dst), "skipped": "exists"}))
-            continue
-        refuse_overwriting_inputs([src], output_paths(dst))
-        rgb = read_rgb(src)
         t0 = time.perf_counter()
-        cube = pred.predict(rgb)
-        seconds = time.perf_counter() - t0
-        cube.attrs["source"] = str(src)
-        write_cube(cube, dst, force=force)
-        if preview:
-            from hsirestore.preview import write_preview
+        png = preview_of(dst)
+        rec = {"input": str(src), "output": str(dst)}
+        try:
+            if batch and not force and (any(p.exists() for p in output_paths(dst))
+                                        or (preview and png.exists())):
+                # "skipped": "exists" is kept for scripts written for earlier versions
+                rec.update(status="skipped", seconds=0.0, message="output exists (use --force)",
+                           skipped="exists")
+            else:
+                rgb = read_rgb(src)
+                cube = pred.predict(rgb)
+                cube.attrs["source"] = str(src)
+                write_cube(cube, dst, force=force)
+                if preview:
+                    from hsirestore.preview import write_preview
 
-            write_preview(cube.data, png, wavelengths=cube.wavelengths, valid=cube.valid, force=force)
-        typer.echo(json.dumps({"input": str(src), "output": str(dst), "method": pred.describe(),
-                               "shape": list(cube.shape), "seconds": round(seconds, 3)}))
+                    write_preview(cube.data, png, wavelengths=cube.wavelengths, valid=cube.valid,
+                                  force=force)
+                rec.update(status="ok", seconds=round(time.perf_counter() - t0, 3),
+                           message=f"{rgb.rows}x{rgb.cols} RGB -> {cube.bands} bands",
+                           method=pred.describe(), shape=list(cube.shape))
+        except (HsiRestoreError, OSError) as e:
+            if not batch:
+                raise
+            failed += 1
+            msg = str(e) if isinstance(e, HsiRestoreError) else f"{e.strerror or e}"
+            rec.update(status="error", seconds=round(time.perf_counter() - t0, 3), message=msg)
+        line = json.dumps(rec)
+        typer.echo(line)
+        if summary is not None:
+            with open(summary, "a") as f:
+                f.write(line + "\n")
+    if failed:
+        _err(f"{failed} of {len(jobs)} inputs failed")
+        raise typer.Exit(1)

@@ -28,11 +28,11 @@ def simulate_cassi(
     mask: Path = typer.Option(..., "--mask", help="Coded-aperture mask (rows x cols)."),
     output: Path = typer.Option(..., "-o", "--output", help="Measurement file (.mat, .h5, .tif)."),
     mask_var: str = typer.Option(None, help="Variable/dataset of the mask."),
-    step: int = typer.Option(2, help="Dispersion step in pixels per band."),
+    step: int = typer.Option(2, help="Dispersion step in pixels per band (>= 1)."),
     to_28: bool = typer.Option(False, "--to-28", help="Resample the cube onto the 28 TSA-Net bands first."),
     crop: int = typer.Option(0, help="Centre crop to this size first (0: none)."),
     shot_noise: float = typer.Option(0.0, help="Photons at value 1 (0: noiseless)."),
-    seed: int = typer.Option(0, help="Seed for the shot noise."),
+    seed: int = typer.Option(0, help="Seed for the shot noise (>= 0)."),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
 ) -> None:
     import numpy as np
@@ -44,6 +44,14 @@ def simulate_cassi(
     from hsirestore.physics.cassi import CASSI_WAVELENGTHS_28, cassi_forward, interpolate_bands
     from hsirestore.physics.rgb import wavelengths_nm
 
+    if step < 1:
+        raise OptionError(f"--step must be >= 1 pixel per band; got {step}")
+    if crop < 0:
+        raise OptionError(f"--crop must be >= 0 (0: no crop); got {crop}")
+    if not (np.isfinite(shot_noise) and shot_noise >= 0):
+        raise OptionError(f"--shot-noise must be >= 0 photons (0: noiseless); got {shot_noise:g}")
+    if seed < 0:
+        raise OptionError(f"--seed must be >= 0; got {seed}")
     refuse_overwriting_inputs([cube, mask], output_paths(output))
     check_writable(output_paths(output), force)
     c = read_cube(cube)

@@ -103,9 +103,22 @@ def output_paths(path) -> list[Path]:
     return [split_path(path)[0]]
 
 
+def _needed_bytes(fmt: str, shape, dtype: str | None) -> int:
+    """Disk space to insist on before writing: the raw size, except half of it for GeoTIFF
+    (deflate; libtiff reports a full disk cleanly). HDF5 (and .mat v7.3) get the raw size
+    although they are gzip-compressed: float cubes compress little, and HDF5 can crash the
+    process when the disk fills up mid-write."""
+    raw = int(np.prod([int(v) for v in shape])) * np.dtype(dtype or "float32").itemsize
+    return raw // 2 if fmt in ("tiff", "geotiff") else raw
+
+
 def write_cube(cube: Cube, path, *, force: bool = False, dtype: str | None = None) -> list[Path]:
     """Write atomically by suffix; refuses to overwrite without ``force``. Returns the files."""
+    from hsirestore.io.atomic import check_free_space
+
     fmt = detect_format(path)
+    if fmt != "rgb":
+        check_free_space(output_paths(path)[-1], _needed_bytes(fmt, cube.shape, dtype))
     if fmt == "envi":
         from hsirestore.io.envi import write_envi
 
@@ -191,7 +204,11 @@ class _BufferedSink(ArraySink):
 
 def create_cube(path, meta: Cube, shape, *, force: bool = False, dtype: str | None = None) -> CubeSink:
     """A window writer for ``shape`` (bands, rows, cols); call commit() to publish it."""
+    from hsirestore.io.atomic import check_free_space
+
     fmt = detect_format(path)
+    if fmt != "rgb":
+        check_free_space(output_paths(path)[-1], _needed_bytes(fmt, shape, dtype))
     if fmt == "envi":
         from hsirestore.io.envi import EnviSink
 

@@ -122,3 +122,49 @@ def atomic_paths(paths: Sequence[os.PathLike | str], force: bool = False) -> Ite
             # GDAL sidecars of the temporary file
             with contextlib.suppress(OSError):
                 Path(str(tmp) + ".aux.xml").unlink()
+
+
+def _size(nbytes: float) -> str:
+    for unit, k in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= k:
+            return f"{nbytes / k:.1f} {unit}"
+    return f"{int(nbytes)} bytes"
+
+
+def check_free_space(path: os.PathLike | str, nbytes: int) -> None:
+    """OutputError when the disk holding ``path`` has less than ``nbytes`` free, counting the
+    space of an existing ``path`` that the write would replace (checked before writing, so a
+    full disk is one clear error, not a crash half-way through)."""
+    import shutil
+
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        free = shutil.disk_usage(parent).free
+        if path.is_file():
+            free += path.stat().st_size
+    except OSError:
+        return
+    if free < nbytes:
+        raise OutputError(f"cannot write {path}: it may need up to {_size(nbytes)} and only "
+                          f"{_size(free)} are free on that disk")
+
+
+def preallocate(path: os.PathLike | str, nbytes: int, target: os.PathLike | str | None = None) -> None:
+    """Create ``path`` with ``nbytes`` reserved on disk (posix_fallocate), so that a memory
+    map written later cannot hit a full disk (which kills the process with SIGBUS)."""
+    with open(path, "wb") as f:
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(f.fileno(), 0, max(int(nbytes), 1))
+            else:  # pragma: no cover - non-POSIX
+                f.truncate(nbytes)
+        except OSError as e:
+            import errno
+
+            if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                f.close()
+                Path(path).unlink(missing_ok=True)
+                raise OutputError(f"cannot write {target or path}: not enough disk space "
+                                  f"({_size(nbytes)} needed)") from e
+            f.truncate(nbytes)  # no fallocate on this file system: sparse file as before

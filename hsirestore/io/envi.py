@@ -474,7 +474,7 @@ class EnviSink:
     without one, 0 in integer files without one)."""
 
     def __init__(self, path, meta: Cube, shape, force: bool = False, dtype: str | None = None):
-        from hsirestore.io.atomic import check_writable
+        from hsirestore.io.atomic import check_writable, preallocate
 
         self.hdr, self.dat = envi_paths(Path(path))
         check_writable([self.hdr, self.dat], force)
@@ -484,7 +484,8 @@ class EnviSink:
         self.meta = meta
         self.tmp_dat = self.dat.with_name(f".{self.dat.name}.{os.getpid()}.tmp")
         self.tmp_hdr = self.hdr.with_name(f".{self.hdr.name}.{os.getpid()}.tmp")
-        self.mm = np.memmap(self.tmp_dat, dtype=self.dtype.newbyteorder("<"), mode="w+", shape=self.shape)
+        preallocate(self.tmp_dat, int(np.prod(self.shape)) * self.dtype.itemsize, self.dat)
+        self.mm = np.memmap(self.tmp_dat, dtype=self.dtype.newbyteorder("<"), mode="r+", shape=self.shape)
         self._fill = invalid_fill(meta.nodata, self.dtype)
 
     def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:

@@ -31,10 +31,11 @@ Types (``DEGRADATION_TYPES``, in the order the HSI-VAR model embeds them) and pa
   depth d growing from 0.2 (top row) to 1 (bottom row), wavelength factor w from 1.3 (first
   band) to 0.7 (last band), airlight A = ``airlight`` [0.8].
 
-``Degradation.apply(x, seed)`` (an int seed or a numpy Generator) returns (y float32, info): ``info["spec"]``,
-``info["steps"]`` (JSON-able: name and the parameters actually used, e.g. drawn sigmas) and
-``info["masks"]`` (numpy bool arrays, True where data were destroyed: ``inpaint`` (H, W),
-``deadlines`` (bands, W), ``band-missing`` (bands,), ``impulse`` (bands, H, W)).
+``Degradation.apply(x, seed)`` (an int seed >= 0 or a numpy Generator) returns
+(y float32, info): ``info["spec"]``, ``info["steps"]`` (JSON-able: name and the parameters
+actually used, e.g. drawn sigmas) and ``info["masks"]`` (numpy bool arrays, True where data
+were destroyed: ``inpaint`` (H, W), ``deadlines`` (bands, W), ``band-missing`` (bands,),
+``impulse`` (bands, H, W)).
 Deterministic for a given seed.
 """
 from __future__ import annotations
@@ -106,12 +107,12 @@ class Degradation:
                                   if s.params else "") for s in self.steps)
 
     def apply(self, x: np.ndarray, seed=0) -> tuple[np.ndarray, dict]:
-        """x (bands, H, W) -> (y float32 (bands, H, W), info); ``seed`` is an int seed or a
-        numpy Generator (consumed)."""
+        """x (bands, H, W) -> (y float32 (bands, H, W), info); ``seed`` is an int seed >= 0
+        or a numpy Generator (consumed); OptionError for a negative seed."""
         x = np.asarray(x)
         if x.ndim != 3:
             raise ShapeError(f"degradations need a (bands, rows, cols) cube; got shape {x.shape}")
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        rng = seed if isinstance(seed, np.random.Generator) else _rng(seed)
         y = x.astype(np.float32, copy=True)
         info: dict = {"spec": self.spec(), "steps": [], "masks": {}}
         for step in self.steps:
@@ -122,6 +123,16 @@ class Degradation:
                 old = info["masks"].get(step.name)
                 info["masks"][step.name] = mask if old is None else (old | mask)
         return np.ascontiguousarray(y, dtype=np.float32), info
+
+
+def _rng(seed) -> np.random.Generator:
+    """numpy Generator for an int seed (None: fresh entropy); OptionError for a negative or
+    otherwise unusable seed instead of numpy's bare ValueError."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError):
+        raise OptionError(f"seed must be a whole number >= 0 (or a numpy Generator); "
+                          f"got {seed!r}") from None
 
 
 def jsonable_info(info: dict) -> dict:
@@ -148,6 +159,29 @@ def _check_params(name: str, params: dict[str, float]) -> None:
         raise OptionError(f"sr: scale must be a whole number; got {full['scale']:g}")
 
 
+#: words the restorer understands as a whole spec, but which are not degradation types
+_WHOLE_SPEC_WORDS = ("auto", "generic", "unknown")
+
+
+def _unknown_name(name: str, several: bool) -> str:
+    """The message for a name that is not a degradation type: 'auto'/'generic' inside a
+    combination, or a typo with the closest valid name."""
+    import difflib
+
+    valid = ", ".join(DEGRADATION_TYPES)
+    if name in _WHOLE_SPEC_WORDS:
+        if several:
+            return (f"{name!r} cannot be combined with other types; give {name!r} alone, or "
+                    f"name the types joined by '+' (valid: {valid})")
+        return f"{name!r} is not a degradation type here; valid: {valid}"
+    close = difflib.get_close_matches(name, DEGRADATION_TYPES, n=1, cutoff=0.6)
+    if not close:  # motion_blur, motion blur -> motion-blur
+        alt = name.replace("_", "-").replace(" ", "-")
+        close = [alt] if alt in DEGRADATION_TYPES else []
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown degradation {name!r}{hint}; valid: {valid}"
+
+
 def parse_degradation(spec: str) -> Degradation:
     """Parse ``blur+noise:sigma=30``; OptionError on unknown names or bad parameters."""
     if spec is None or not str(spec).strip():
@@ -159,7 +193,7 @@ def parse_degradation(spec: str) -> Degradation:
         if not name:
             raise OptionError(f"empty name in degradation spec {spec!r}")
         if name not in PARAMS:
-            raise OptionError(f"unknown degradation {name!r}; valid: {', '.join(DEGRADATION_TYPES)}")
+            raise OptionError(_unknown_name(name, several="+" in str(spec)))
         params: dict[str, float] = {}
         for kv in filter(None, (a.strip() for a in args.split(","))):
             key, eq, val = kv.partition("=")
