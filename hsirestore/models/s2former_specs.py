@@ -11,7 +11,7 @@ register_model(ModelSpec(
     config=dict(in_chans=28, embed_dim=60, depths=(6, 6, 6, 6), num_heads=(6, 6, 6, 6),
                 window_size=8, mlp_ratio=4.0, spe_dim_head=10, mask_norm="width"),
     bands=28, wavelengths=CASSI_WAVELENGTHS_28, size_multiple=8, weights=None,
-    description="published configuration (about 4.1 M parameters); use --weights with the "
+    description="published configuration (3.4 M parameters in use); use --weights with the "
                 "authors' model_epoch_255.pth",
     reference=_REF,
 ))
