@@ -206,3 +206,12 @@ def test_full_disk_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match="not enough disk space"):
         create_cube(tmp_path / "s.hdr", cube, cube.shape)
     assert not list(tmp_path.iterdir())
+
+
+def test_rgb2hsi_tile_checks():
+    from hsirestore.errors import OptionError
+    from hsirestore.inference.rgb2hsi import RgbToHsi
+
+    with pytest.raises(OptionError, match="at least 16; got 4"):
+        RgbToHsi(method="poly", tile=4)
+    assert RgbToHsi(method="poly", tile=32).overlap == 8  # at most a quarter of the tile

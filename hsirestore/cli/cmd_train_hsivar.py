@@ -37,7 +37,7 @@ def train_hsivar(
     patch: int = typer.Option(64, help="Crop size in pixels (multiple of the model's size multiple)."),
     lr: float = typer.Option(4e-4, help="Peak learning rate (AdamW, warm-up then cosine)."),
     resume: bool = typer.Option(False, help="Continue from OUT/stageN/last.pt."),
-    init: Path = typer.Option(None, help="Stage 2: stage-1 checkpoint (default OUT/stage1/last.pt), or exported .safetensors weights to continue."),
+    init: Path = typer.Option(None, "--init", "--init-weights", help="Stage 2: stage-1 checkpoint (default OUT/stage1/last.pt), or exported .safetensors weights to continue."),
     data: Path = typer.Option(None, help="Data folder with cave/train and cave/val (default ../shared/data)."),
     max_mix: int = typer.Option(2, help="Stage 2: at most this many degradation types mixed."),
     free_run: float = typer.Option(0.25, help="Stage 2: share of steps whose pixel loss decodes "

@@ -220,6 +220,11 @@ class RgbToHsi:
         self._responses: dict = {}  # camera path (None: NTIRE) -> R (3, 31)
         if self.consistency:
             self._consistency_response()  # fail early when the response is missing
+        if tile is not None and tile < 16:
+            raise OptionError(f"--tile must be 0 (whole image) or at least 16; got {tile}")
+        if overlap < 0:
+            raise OptionError(f"tile overlap must be >= 0; got {overlap}")
+        overlap = min(overlap, tile // 4) if tile is not None else overlap
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         self.progress = progress
         self.device_spec = device
