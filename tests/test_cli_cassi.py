@@ -120,3 +120,32 @@ def test_cassi_flip_ensemble_with_a_model(files):
     assert r.exit_code == 0, r.output
     assert "flip ensemble" in json.loads(r.stdout.strip().splitlines()[-1])["method"]
     assert read_cube(files / "f.h5").shape == (B, 16, 24)
+
+
+def test_cassi_batch_folder(files):
+    d = files / "meas"
+    d.mkdir()
+    mask = read_cube(files / "mask.mat").data[0]
+    truth = read_cube(files / "truth.h5").data
+    for name, gain in (("a", 1.0), ("b", 0.5)):
+        scipy.io.savemat(d / f"{name}.mat", {"meas": cassi_forward(truth * gain, mask, 2)})
+    scipy.io.savemat(d / "mask_copy.mat", {"mask": mask})  # masks in the folder are skipped
+    (d / "bad.mat").write_bytes(b"MATLAB 5.0 garbage")
+    out = files / "cubes"
+    log = files / "log.jsonl"
+    args = ["cassi", d, "--mask", files / "mask.mat", "--method", "gap-tv", "--bands", B,
+            "--iterations", 5, "-o", out, "--summary", log]
+    r = _run(*args)
+    assert r.exit_code == 1, r.output  # bad.mat failed, the others were decoded
+    recs = {json.loads(ln)["input"].split("/")[-1]: json.loads(ln) for ln in r.stdout.splitlines()}
+    assert set(recs) == {"a.mat", "b.mat", "bad.mat"}
+    assert recs["a.mat"]["status"] == "ok" and recs["bad.mat"]["status"] == "error"
+    a, b = read_cube(out / "a_cube.h5").data, read_cube(out / "b_cube.h5").data
+    np.testing.assert_allclose(b, 0.5 * a, rtol=1e-3, atol=1e-5)  # linear in scale
+    assert len(log.read_text().splitlines()) == 3
+    r = _run(*args)  # finished outputs are skipped
+    recs = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert sorted(x["status"] for x in recs) == ["error", "skipped", "skipped"]
+    msg = _run("cassi", d / "a.mat", d / "b.mat", "--mask", files / "mask.mat", "--reference",
+               files / "truth.h5", "-o", out)
+    assert msg.exit_code != 0 and "one measurement" in msg.output

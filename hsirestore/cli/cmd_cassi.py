@@ -11,8 +11,37 @@ from hsirestore.cli.app import app
 from hsirestore.cli.common import SPECTRA_HELP, _err, command, parse_pixels
 
 
-def _default_output(meas: Path) -> Path:
-    return meas.with_name(meas.stem + "_cube.h5")
+MEAS_SUFFIXES = (".mat", ".h5", ".hdf5", ".he5", ".tif", ".tiff", ".hdr")
+FORMATS = ("h5", "tif", "mat", "hdr")
+
+
+def _default_output(meas: Path, outdir: Path | None = None, ext: str = ".h5") -> Path:
+    return (outdir or meas.parent) / f"{meas.stem}_cube{ext}"
+
+
+def _expand(inputs: list[Path], mask: Path) -> tuple[list[Path], bool]:
+    """Measurements to decode and whether a folder was given. Folders contribute their
+    files, except hidden ones, earlier outputs (NAME_cube.*, reports) and masks (the --mask
+    file and any file named mask*)."""
+    from hsirestore.errors import FormatError
+
+    files: list[Path] = []
+    folder = False
+    for p in inputs:
+        if p.is_dir():
+            folder = True
+            found = sorted(
+                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in MEAS_SUFFIXES
+                and not f.name.startswith(".") and not f.stem.endswith("_cube")
+                and "_cube_report" not in f.stem and not f.stem.lower().startswith("mask")
+                and not (mask.exists() and f.resolve() == mask.resolve()))
+            if not found:
+                raise FormatError(f"{p}: no measurements ({', '.join(MEAS_SUFFIXES)}) in this "
+                                  "folder (masks, NAME_cube.* outputs and hidden files are skipped)")
+            files += found
+        else:
+            files.append(p)
+    return files, folder
 
 
 @command(app, "cassi", help="""Decode a CASSI snapshot measurement into a spectral cube.
@@ -22,6 +51,13 @@ simulation geometry 256x310 with a 256x256 mask, or the real TSA-Net system 660x
 660x660 mask (decoded in overlapping tiles). The output cube has the 28 TSA-Net band
 centres (453.3-648.1 nm) when --bands is 28. The decoder is linear in scale: a measurement
 in raw counts decodes to a cube in the matching units.
+
+Several measurements or a folder (all taken with the one --mask): one cube per measurement
+in OUT (a folder; default beside each input), named MEAS_cube with the --format suffix;
+folders skip masks (mask*), earlier outputs and hidden files. Existing outputs are skipped
+unless --force; one JSON line per file (input, output, status ok/skipped/error, seconds,
+message, method, shape); an error on one file does not stop the batch, but the exit code is
+1 at the end.
 
 The default model, s2former-gaptv, runs GAP-TV over the whole measurement and refines it
 with learned S2-Transformer stages (the most accurate shipped decoder); --model
@@ -34,11 +70,13 @@ Examples:
   hsirestore cassi meas.mat --mask mask_256.mat --method gap-tv -o cube.tif
   hsirestore cassi meas.mat --mask mask.mat --weights model_epoch_255.pth -o cube.mat
   hsirestore cassi meas.mat --mask mask.mat --reference truth.h5 -o cube.h5
+  hsirestore cassi measurements/ --mask mask_256.mat -o cubes/ --summary cubes/log.jsonl
 """)
 def cassi(
-    meas: Path = typer.Argument(..., help="Measurement file (.mat, .h5, .tif, ENVI)."),
+    meas: list[Path] = typer.Argument(..., help="Measurement files (.mat, .h5, .tif, ENVI) or folders."),
     mask: Path = typer.Option(..., "--mask", help="Coded-aperture mask file."),
-    output: Path = typer.Option(None, "-o", "--output", help="Output cube (format by suffix); default MEAS_cube.h5."),
+    output: Path = typer.Option(None, "-o", "--output", help="Output cube (one input; format by "
+                                "suffix) or folder; default MEAS_cube.<format> beside the input."),
     method: str = typer.Option("s2former", help="s2former (learned) or gap-tv (classical)."),
     model: str = typer.Option(None, help="Registered model name (default s2former-gaptv; s2former-unfolded is several times faster on a CPU)."),
     weights: Path = typer.Option(None, help="Checkpoint file (safetensors, or the authors' .pth)."),
@@ -52,35 +90,31 @@ def cassi(
     iterations: int = typer.Option(None, help="--method gap-tv: iterations (default 120, tuned on CAVE "
                                    "train crops). The learned s2former-gaptv runs GAP-TV as it was trained."),
     flip_ensemble: bool = typer.Option(False, help="Learned decoders: average with the decode of the up-down flipped measurement and mask (another valid CASSI system); twice the model time."),
-    reference: Path = typer.Option(None, help="Ground-truth cube: also write a metric report "
-                                   "(OUTPUT_report.json/.md/_bands.csv, as 'hsirestore evaluate')."),
+    reference: Path = typer.Option(None, help="Ground-truth cube (one measurement): also write a "
+                                   "metric report (OUTPUT_report.json/.md/_bands.csv, as "
+                                   "'hsirestore evaluate')."),
     data_range: float = typer.Option(1.0, help="With --reference: peak value for PSNR/SSIM, as in "
                                      "'hsirestore evaluate'."),
-    preview: bool = typer.Option(False, help="Write a false-colour PNG beside the output."),
+    fmt: str = typer.Option("h5", "--format", help="Output format when the output is named for "
+                            "you (folder outputs, no -o): h5, tif, mat, hdr."),
+    preview: bool = typer.Option(False, help="Write a false-colour OUTPUT.png beside each output."),
     spectra: list[str] = typer.Option(None, help=SPECTRA_HELP),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
+    summary: Path = typer.Option(None, help="Also append the JSON lines to this file."),
 ) -> None:
     import numpy as np
 
-    from hsirestore.errors import InvalidValueError, OptionError, ShapeError
+    from hsirestore.cli.common import (check_distinct_targets, output_is_folder,
+                                       refuse_overwriting_inputs)
+    from hsirestore.errors import (FormatError, HsiRestoreError, InvalidValueError, OptionError,
+                                   ShapeError)
     from hsirestore.inference.cassi import CassiDecoder
-    from hsirestore.io import Cube, output_paths, read_cube, write_cube
-    from hsirestore.cli.common import refuse_overwriting_inputs
+    from hsirestore.io import read_cube
     from hsirestore.io.atomic import check_writable
-    from hsirestore.physics.cassi import CASSI_WAVELENGTHS_28
 
-    output = output or _default_output(meas)
-    targets = output_paths(output)
-    png = output.with_name(output.stem + ".png")
-    report = output.with_name(output.stem + "_report")
-    if preview:
-        targets.append(png)
-    if reference is not None:
-        from hsirestore.metrics import report_paths
-
-        targets += report_paths(report)
-    refuse_overwriting_inputs([meas, mask, reference], targets)
-    check_writable(targets, force)
+    if fmt.lstrip(".") not in FORMATS:
+        raise OptionError(f"--format {fmt!r}: use {', '.join(FORMATS)}")
+    ext = "." + fmt.lstrip(".")
     if iterations is not None and iterations < 1:
         raise OptionError(f"--iterations must be >= 1; got {iterations}")
     if method == "gap-tv" and (model is not None or weights is not None):
@@ -94,15 +128,33 @@ def cassi(
         raise OptionError(f"--overlap must be >= 0; got {overlap}")
     if not (np.isfinite(data_range) and data_range > 0):
         raise InvalidValueError(f"--data-range must be > 0; got {data_range:g}")
-    y = read_cube(meas, var=var)
+    if summary is not None and not summary.parent.exists():
+        raise OptionError(f"--summary {summary}: folder {summary.parent} does not exist")
+
+    files, folder = _expand(meas, mask)
+    batch = len(files) > 1 or folder
+    if batch and (reference is not None or spectra):
+        raise OptionError("--reference and --spectra take one measurement, not a batch")
+    to_folder = output_is_folder(output, batch)
+    outdir = output if to_folder else None
+    if batch:
+        jobs = [(f, _default_output(f, outdir, ext)) for f in files]
+        check_distinct_targets(jobs)
+    else:
+        if not files[0].exists():
+            raise FormatError(f"{files[0]}: file not found")
+        dst = output if output is not None and not to_folder else _default_output(files[0], outdir, ext)
+        jobs = [(files[0], dst)]
+    for src, dst in jobs:
+        refuse_overwriting_inputs([src, mask, reference], _targets(dst, preview, reference))
+    if not batch and not to_folder:
+        check_writable(_targets(jobs[0][1], preview, reference), force)
+
     m = read_cube(mask, var=mask_var)
+    if m.valid is not None and not m.valid.all():
+        raise InvalidValueError(f"{mask}: the mask has {int((~m.valid).sum())} NaN/Inf/nodata "
+                                "pixels; CASSI decoding needs every pixel")
     pixels = parse_pixels(spectra, m.rows, m.cols) if preview else None
-    for path, c, what in ((meas, y, "measurement"), (mask, m, "mask")):
-        if c.valid is not None and not c.valid.all():
-            raise InvalidValueError(f"{path}: the {what} has {int((~c.valid).sum())} NaN/Inf/nodata "
-                                    "pixels; CASSI decoding needs every pixel")
-    if y.bands != 1:
-        raise ShapeError(f"{meas}: the measurement must be a single 2-D image; got {y.bands} bands")
     ref = None
     if reference is not None:  # read and check before the (long) decode
         ref = read_cube(reference)
@@ -113,26 +165,88 @@ def cassi(
     decoder = CassiDecoder(method=method, model_name=model, weights=weights, device=device,
                            tile=tile or None, overlap=overlap, bands=bands, step=step,
                            gaptv_iters=iterations or 120, flip_ensemble=flip_ensemble)
+    if outdir is not None:
+        outdir.mkdir(parents=True, exist_ok=True)
+        if not batch:
+            check_writable(_targets(jobs[0][1], preview, reference), force)
+
+    failed = 0
+    for src, dst in jobs:
+        t0 = time.perf_counter()
+        rec = {"input": str(src), "output": str(dst)}
+        try:
+            if batch and not force and any(p.exists() for p in _targets(dst, preview, None)):
+                rec.update(status="skipped", seconds=0.0, message="output exists (use --force)")
+            else:
+                rec.update(_decode_one(decoder, src, var, m, mask, dst, bands, preview, pixels,
+                                       ref, reference, data_range, force))
+                rec["seconds"] = round(time.perf_counter() - t0, 3)
+        except (HsiRestoreError, OSError) as e:
+            if not batch:
+                raise
+            failed += 1
+            msg = str(e) if isinstance(e, HsiRestoreError) else f"{e.strerror or e}"
+            rec.update(status="error", seconds=round(time.perf_counter() - t0, 3), message=msg)
+        line = json.dumps(rec)
+        typer.echo(line)
+        if summary is not None:
+            with open(summary, "a") as f:
+                f.write(line + "\n")
+    if failed:
+        _err(f"{failed} of {len(jobs)} inputs failed")
+        raise typer.Exit(1)
+
+
+def _targets(dst: Path, preview: bool, reference) -> list[Path]:
+    """Every file one decode writes: the cube, its preview, its report."""
+    from hsirestore.io import output_paths
+
+    out = output_paths(dst)
+    if preview:
+        out.append(dst.with_name(dst.stem + ".png"))
+    if reference is not None:
+        from hsirestore.metrics import report_paths
+
+        out += report_paths(dst.with_name(dst.stem + "_report"))
+    return out
+
+
+def _decode_one(decoder, src: Path, var, m, mask: Path, dst: Path, bands: int, preview: bool,
+                pixels, ref, reference, data_range: float, force: bool) -> dict:
+    """Decode one measurement file and write its cube (+ preview, + report)."""
+    import numpy as np
+
+    from hsirestore.errors import InvalidValueError, ShapeError
+    from hsirestore.io import Cube, read_cube, write_cube
+    from hsirestore.physics.cassi import CASSI_WAVELENGTHS_28
+
+    y = read_cube(src, var=var)
+    if y.valid is not None and not y.valid.all():
+        raise InvalidValueError(f"{src}: the measurement has {int((~y.valid).sum())} NaN/Inf/nodata "
+                                "pixels; CASSI decoding needs every pixel")
+    if y.bands != 1:
+        raise ShapeError(f"{src}: the measurement must be a single 2-D image; got {y.bands} bands")
     t0 = time.perf_counter()
     cube = decoder.decode(y.data[0], m.data if m.bands > 1 else m.data[0])
     seconds = time.perf_counter() - t0
     wl = np.asarray(CASSI_WAVELENGTHS_28) if bands == 28 else None
     out = Cube(cube, wavelengths=wl, wavelength_units="nm" if wl is not None else None,
-               attrs={"method": decoder.describe(), "measurement": str(meas), "mask": str(mask)})
-    written = write_cube(out, output, force=force)
+               attrs={"method": decoder.describe(), "measurement": str(src), "mask": str(mask)})
+    write_cube(out, dst, force=force)
     if preview:
         from hsirestore.preview import write_preview
 
-        written += write_preview(cube, png, wavelengths=wl, pixels=pixels, force=force)
-    result = {"input": str(meas), "output": str(output), "method": decoder.describe(),
-              "shape": list(cube.shape), "seconds": round(seconds, 3)}
+        write_preview(cube, dst.with_name(dst.stem + ".png"), wavelengths=wl, pixels=pixels,
+                      force=force)
+    result = {"status": "ok", "message": "", "method": decoder.describe(),
+              "shape": list(cube.shape), "decode_seconds": round(seconds, 3)}
     if ref is not None:
         from hsirestore.metrics import compute_metrics, write_report
 
         metrics = compute_metrics(cube, ref.data, valid=ref.valid, data_range=data_range)
-        written += write_report(metrics, report, force=force, wavelengths=wl,
-                                extra={"prediction": str(output), "reference": str(reference),
-                                       "data_range": data_range})
+        write_report(metrics, dst.with_name(dst.stem + "_report"), force=force, wavelengths=wl,
+                     extra={"prediction": str(dst), "reference": str(reference),
+                            "data_range": data_range})
         result.update(mpsnr=round(metrics["mpsnr"], 3), mssim=round(metrics["mssim"], 4),
                       sam_deg=round(metrics["sam_deg"], 3))
-    typer.echo(json.dumps(result))
+    return result
