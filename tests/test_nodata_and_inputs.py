@@ -287,3 +287,31 @@ def test_garbage_tif_and_uppercase_envi_data_file(tmp_path):
     (tmp_path / "x.img").rename(tmp_path / "X.BIN")
     r = runner.invoke(app, ["info", str(tmp_path / "X.BIN")])
     assert r.exit_code == 0 and "envi" in r.output
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_envi_bad_bands_are_kept_as_read(tmp_path, tiny_weights, stream):
+    from hsirestore.inference.normalize import bad_bands, fill_bad_bands
+
+    x = _smooth(40, 24, 24) * 1000
+    bad = np.zeros(40, bool)
+    bad[[0, 17, 18, 39]] = True
+    x[bad] = np.random.default_rng(1).normal(0, 5000, (4, 24, 24))  # garbage in bad bands
+    bbl = ["0" if v else "1" for v in bad]
+    src = tmp_path / "bb.hdr"
+    write_cube(Cube(x.astype(np.float32), wavelengths=np.linspace(400, 2500, 40),
+                    attrs={"envi_header": {"bbl": bbl, "bands": 40}}), src)
+    cube = read_cube(src)
+    np.testing.assert_array_equal(bad_bands(cube, 40), bad)
+    filled = fill_bad_bands(cube.data, bad)
+    np.testing.assert_allclose(filled[17], cube.data[16] + (cube.data[19] - cube.data[16]) / 3, rtol=1e-5)
+    np.testing.assert_array_equal(filled[0], cube.data[1])
+    dst = tmp_path / "out.hdr"
+    r = runner.invoke(app, ["denoise", str(src), "-o", str(dst), "-d", "noise", "--device", "cpu",
+                            "--model", "hsivar-tiny", "--weights", str(tiny_weights)]
+                      + (["--stream"] if stream else []))
+    assert r.exit_code == 0, r.output
+    out = read_cube(dst)
+    np.testing.assert_array_equal(out.data[bad], cube.data[bad])  # bad bands as read
+    assert np.abs(out.data[~bad]).max() < 1500  # the garbage (~5000) did not reach the good bands
+    assert out.attrs["envi_header"]["bbl"] == bbl

@@ -42,7 +42,7 @@ from hsirestore.io.cube import ArraySource, Cube
 
 __all__ = [
     "Scaling", "fit_scaling", "parse_rule", "cast_to_dtype", "invalid_mask", "sample_pixels",
-    "missing_entries", "fill_missing_entries",
+    "missing_entries", "fill_missing_entries", "bad_bands", "fill_bad_bands",
     "band_means", "RULES",
 ]
 
@@ -355,3 +355,35 @@ def cast_to_dtype(data: np.ndarray, dtype_name: str | np.dtype | None,
     if dt.kind == "b":
         return np.nan_to_num(data) > 0.5
     raise OptionError(f"cannot write results as {dt.name}; use an integer or float type")
+
+
+def bad_bands(meta: Any, bands: int) -> np.ndarray | None:
+    """bool (bands,): the bands an ENVI bad band list flags (``bbl`` = 0, kept by the ENVI
+    reader in ``attrs["envi_header"]``); None when there is no list, it does not fit
+    ``bands``, or it flags no band (or every band)."""
+    attrs = getattr(meta, "attrs", None)
+    header = attrs.get("envi_header") if isinstance(attrs, dict) else None
+    bbl = header.get("bbl") if isinstance(header, dict) else None
+    if not isinstance(bbl, (list, tuple)) or len(bbl) != bands:
+        return None
+    try:
+        bad = np.array([float(v) == 0 for v in bbl])
+    except (TypeError, ValueError):
+        return None
+    return bad if bad.any() and not bad.all() else None
+
+
+def fill_bad_bands(block: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """A copy of ``block`` (bands, h, w) whose ``bad`` bands are linear interpolations of the
+    nearest good bands on either side (the nearest good band beyond the ends)."""
+    out = np.array(block, dtype=np.float32, copy=True)
+    good = np.flatnonzero(~bad)
+    for b in np.flatnonzero(bad):
+        lo, hi = good[good < b], good[good > b]
+        if lo.size and hi.size:
+            lo, hi = lo[-1], hi[0]
+            t = np.float32((b - lo) / (hi - lo))
+            out[b] = (1 - t) * out[lo] + t * out[hi]
+        else:
+            out[b] = out[lo[-1] if lo.size else hi[0]]
+    return out

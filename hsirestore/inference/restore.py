@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from hsirestore.errors import InvalidValueError, ModelError, OptionError, ShapeError
+from hsirestore.inference.normalize import bad_bands, fill_bad_bands
 from hsirestore.io.cube import Cube, CubeSink, CubeSource
 
 GROUP = 31
@@ -400,6 +401,10 @@ class Restorer:
         if cube.valid is not None and not cube.valid.any():
             raise InvalidValueError("the cube has no valid pixel (every pixel is NaN or nodata)")
         t0 = time.perf_counter()
+        given = cube
+        bad = bad_bands(cube, b)
+        if bad is not None:  # ENVI bad bands: interpolated for the model, written back as read
+            cube = cube.with_data(fill_bad_bands(cube.data, bad))
         scaling = fit_scaling(cube, self.scaling)
         sample = None
         if (degradation or "auto").strip().lower() == "auto":
@@ -410,13 +415,16 @@ class Restorer:
         y = self._predictor(self._tensor_fn(b, names)).predict_array(cube, normalizer=scaling)
         if self.keeps_observed(names):  # in the input's own units: observed values bit-exact
             y = np.where((cube.data == 0) | _is_nodata(cube.data, cube.nodata), y, cube.data)
+        if bad is not None:
+            y[bad] = given.data[bad]
         self.last_info = {**info, "model": self.describe(), "scaling": scaling.describe(),
                           "keep_observed": self.keeps_observed(names),
                           "band_groups": band_groups(b, GROUP, self.group_overlap) if b >= GROUP
                           else f"resampled {b}->{GROUP}->{b}",
+                          "bad_bands_kept": [] if bad is None else [int(i) for i in np.flatnonzero(bad)],
                           "seconds": round(time.perf_counter() - t0, 3)}
-        out = cube.with_data(y.astype(np.float32, copy=False))
-        out.attrs = {**cube.attrs, "restoration": info["degradation"], "restoration_model": self.describe()}
+        out = given.with_data(y.astype(np.float32, copy=False))
+        out.attrs = {**given.attrs, "restoration": info["degradation"], "restoration_model": self.describe()}
         return out
 
     def restore_stream(self, source: CubeSource, sink: CubeSink, degradation: str = "auto") -> dict:
@@ -429,6 +437,10 @@ class Restorer:
             raise ShapeError(f"the restoration model needs at least {MIN_BANDS} bands; this cube "
                              f"has {b}")
         t0 = time.perf_counter()
+        raw_source = source
+        bad = bad_bands(getattr(source, "meta", None), b)
+        if bad is not None:  # ENVI bad bands: interpolated for the model, written back as read
+            source = _FilledBands(source, bad)
         scaling = fit_scaling(source, self.scaling)
         sample = None
         if (degradation or "auto").strip().lower() == "auto":
@@ -446,11 +458,39 @@ class Restorer:
                           "restoration_model": self.describe()}
             sink.meta = meta
         target = _KeepObserved(source, sink) if self.keeps_observed(names) else sink
+        if bad is not None:
+            target = _KeepBands(raw_source, target, bad)
         self._predictor(self._tensor_fn(b, names)).predict_stream(source, target, normalizer=scaling)
         self.last_info = {**info, "model": self.describe(), "scaling": scaling.describe(),
                           "keep_observed": self.keeps_observed(names),
+                          "bad_bands_kept": [] if bad is None else [int(i) for i in np.flatnonzero(bad)],
                           "seconds": round(time.perf_counter() - t0, 3)}
         return self.last_info
+
+
+class _FilledBands:
+    """Source wrapper: the ``bad`` bands of every window are interpolated from good ones."""
+
+    def __init__(self, source: CubeSource, bad: np.ndarray):
+        self.source, self.bad, self.shape = source, bad, source.shape
+        self.meta = getattr(source, "meta", None)
+
+    def read_window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        return fill_bad_bands(self.source.read_window(r0, r1, c0, c1), self.bad)
+
+
+class _KeepBands:
+    """Sink wrapper: the ``bad`` bands of every written block are the source's, as read."""
+
+    def __init__(self, source: CubeSource, sink: CubeSink, bad: np.ndarray):
+        self.source, self.sink, self.bad, self.shape = source, sink, bad, sink.shape
+
+    def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
+        _, h, w = block.shape
+        block = np.array(block, np.float32, copy=True)
+        x = np.asarray(self.source.read_window(r0, r0 + h, c0, c0 + w), np.float32)
+        block[self.bad] = x[self.bad]
+        self.sink.write_window(r0, c0, block)
 
 
 class _KeepObserved:
