@@ -52,9 +52,9 @@ Metrics (hsirestore.metrics.compute_metrics, data range 1, float): every output,
 input row, is clipped to [0, 1] first. MPSNR is the mean over bands of the per-band PSNR,
 each capped at 100 dB (a band with zero error, e.g. an observed band of band-missing, would
 otherwise count as infinite). MSSIM: per-band SSIM, averaged. SAM (degrees) leaves out
-pixels whose spectrum is all zero in either cube, so the input row of inpaint has a SAM
-over the observed pixels only (0). band-missing gets a second row with the figures over the
-missing bands only. Seconds per cube: wall time of the method on one cube (the model's
+pixels whose reference spectrum is all zero and counts an all-zero prediction as 90 degrees,
+so the input row of inpaint is about 0.7 x 90. band-missing gets a second row with the
+figures over the missing bands only. Seconds per cube: wall time of the method on one cube (the model's
 includes normalisation and tiling, BM4D's includes the filling), with ``--threads`` CPU
 threads for torch (BM4D's library is single-threaded). Printed means are over the scenes.
 

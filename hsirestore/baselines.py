@@ -48,18 +48,16 @@ def root_poly_features(rgb: np.ndarray, degree: int) -> np.ndarray:
     rgb = np.clip(np.asarray(rgb, np.float64), 0.0, None)
     if rgb.ndim != 2 or rgb.shape[0] != 3:
         raise ShapeError(f"expected rgb of shape (3, N); got {rgb.shape}")
-    logs = None
     out = []
     for a, b, c, k in root_poly_terms(degree):
         if k == 1:
             out.append(rgb[[a, b, c].index(1)])
             continue
-        if logs is None:
-            with np.errstate(divide="ignore"):
-                logs = np.log(rgb)
-        with np.errstate(invalid="ignore"):
-            v = np.exp((a * logs[0] + b * logs[1] + c * logs[2]) / k)
-        out.append(np.nan_to_num(v, nan=0.0))
+        v = np.ones(rgb.shape[1])
+        for channel, e in zip(rgb, (a, b, c)):
+            if e:  # a factor with exponent 0 is 1, also where the channel is 0
+                v = v * channel ** (e / k)
+        out.append(v)
     return np.stack(out)
 
 

@@ -32,7 +32,8 @@ CONVENTIONS = {
             "out; as skimage structural_similarity with gaussian_weights=True, "
             "use_sample_covariance=False), then the mean over bands",
     "sam": "SAM: mean spectral angle between predicted and reference spectra, in degrees; "
-           "pixels where either spectrum is all zero are left out",
+           "pixels whose reference spectrum is all zero are left out, an all-zero prediction "
+           "of a non-zero reference counts as 90 degrees",
     "ergas": "ERGAS = 100 * ratio * sqrt(mean over bands of (RMSE_b / mean_b(ref))^2), ratio = 1 "
              "for same-resolution restoration; bands with zero reference mean are left out",
     "rmse": "RMSE: root of the mean squared error over all valid values (same units as the data)",
@@ -146,16 +147,20 @@ def mssim(pred, ref, data_range: float = 1.0, valid=None) -> float:
 
 
 def sam_deg(pred, ref, valid=None) -> float:
-    """Mean spectral angle (degrees); pixels with an all-zero spectrum in either cube are
-    left out (NaN when no pixel is left)."""
+    """Mean spectral angle (degrees). Pixels whose reference spectrum is all zero are left
+    out (NaN when no pixel is left); an all-zero prediction of a non-zero reference has no
+    direction and counts as 90 degrees (leaving it out would reward predicting zeros)."""
     pred, ref, valid = _check(pred, ref, valid)
     p, r = _vals(pred, valid), _vals(ref, valid)
-    num = (p * r).sum(0)
-    den = np.linalg.norm(p, axis=0) * np.linalg.norm(r, axis=0)
-    ok = den > 0
+    rn = np.linalg.norm(r, axis=0)
+    ok = rn > 0
     if not ok.any():
         return float("nan")
-    cos = np.clip(num[ok] / den[ok], -1.0, 1.0)
+    p, r, rn = p[:, ok], r[:, ok], rn[ok]
+    pn = np.linalg.norm(p, axis=0)
+    cos = np.zeros_like(rn)
+    nz = pn > 0
+    cos[nz] = np.clip((p[:, nz] * r[:, nz]).sum(0) / (pn[nz] * rn[nz]), -1.0, 1.0)
     return float(np.degrees(np.arccos(cos)).mean())
 
 

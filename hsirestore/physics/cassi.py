@@ -105,9 +105,18 @@ def mask_phi_sum(mask, bands: int, step: int = 2):
 
 
 def interpolate_bands(cube: np.ndarray, wl_from, wl_to) -> np.ndarray:
-    """Linear interpolation along bands: (B, H, W) at wl_from -> (len(wl_to), H, W)."""
+    """Linear interpolation along bands: (B, H, W) at wl_from -> (len(wl_to), H, W); the
+    bands may come in any order (they are sorted by wavelength first); outside wl_from's
+    range the nearest band is repeated."""
     wl_from = np.asarray(wl_from, np.float64)
     wl_to = np.asarray(wl_to, np.float64)
+    if np.any(np.diff(wl_from) <= 0):
+        order = np.argsort(wl_from, kind="stable")
+        wl_from, cube = wl_from[order], cube[order]
+        if np.any(np.diff(wl_from) == 0):
+            from hsirestore.errors import ShapeError
+
+            raise ShapeError("two bands have the same wavelength; cannot interpolate between them")
     idx = np.clip(np.searchsorted(wl_from, wl_to) - 1, 0, len(wl_from) - 2)
     t = np.clip((wl_to - wl_from[idx]) / (wl_from[idx + 1] - wl_from[idx]), 0.0, 1.0)
     t = t.astype(cube.dtype)[:, None, None]

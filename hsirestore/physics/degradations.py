@@ -322,7 +322,9 @@ def motion_kernel(length: float, angle: float) -> np.ndarray:
     c = size // 2
     t = np.deg2rad(angle)
     for s in np.linspace(-(n - 1) / 2, (n - 1) / 2, 4 * n):
-        r, q = int(round(c - s * np.sin(t))), int(round(c + s * np.cos(t)))
+        # round half up (Python's round() goes to even, which made even lengths one pixel
+        # too long: 0.5 -> 0 at one end, 9.5 -> 10 at the other)
+        r, q = int(np.floor(c - s * np.sin(t) + 0.5)), int(np.floor(c + s * np.cos(t) + 0.5))
         k[r, q] = 1.0
     return k / k.sum()
 

@@ -140,9 +140,11 @@ def wavelengths_nm(wavelengths, units: str | None = None) -> np.ndarray:
 
 
 def sample_response(wavelengths, response_wl=None, response=None) -> np.ndarray:
-    """(3, bands) response at the band centres (nm), green summing to 1 (render_rgb's
-    normalisation; the built-in response is also white balanced: every channel sums to 1);
-    zero outside the response's range."""
+    """(3, bands) response at the band centres (nm), each band weighted by its width (the
+    spacing of the band centres, so that non-uniform grids such as the 28 CASSI bands
+    integrate like a dense grid), green summing to 1 (render_rgb's normalisation; the
+    built-in response is also white balanced: every channel sums to 1); zero outside the
+    response's range."""
     wl = np.asarray(wavelengths, np.float64).reshape(-1)
     if not np.isfinite(wl).all():
         raise FormatError("the cube's wavelengths are not all finite")
@@ -153,6 +155,11 @@ def sample_response(wavelengths, response_wl=None, response=None) -> np.ndarray:
     if response.ndim != 2 or response.shape[0] != 3:
         raise ShapeError(f"a camera response must be (3, n); got {response.shape}")
     resp = np.stack([np.interp(wl, response_wl, r, left=0.0, right=0.0) for r in response])
+    if wl.size > 1:
+        order = np.argsort(wl)
+        width = np.empty_like(wl)
+        width[order] = np.abs(np.gradient(wl[order]))
+        resp = resp * width  # band widths (constant on a uniform grid: no effect there)
     if resp[1].sum() <= 0:
         lo, hi = float(np.min(response_wl)), float(np.max(response_wl))
         raise FormatError(f"the camera response ({lo:g}-{hi:g} nm) has no green sensitivity at "
@@ -166,9 +173,12 @@ def render_rgb(cube: np.ndarray, wavelengths, response_wl=None, response=None,
                clip: bool = True) -> np.ndarray:
     """cube (bands, H, W) -> linear RGB (3, H, W) float32.
 
-    ``wavelengths``: band centres in nm (values all < 10 are taken as micrometres).
+    ``wavelengths``: band centres in nm (values all < 30 are taken as micrometres).
     ``response_wl``/``response``: (n,) nm and (3, n), e.g. from :func:`load_camera_response`;
-    None uses the built-in CIE 1931 -> sRGB response. A perfect white maps to 1 in green;
+    None uses the built-in response: the CIE 1931 colour matching functions through the
+    XYZ -> linear sRGB matrix, negative lobes clipped, each channel balanced so that an
+    equal-energy white gives (1, 1, 1) -- a display-oriented rendering for previews, not
+    colorimetric sRGB (which is D65-balanced). A perfect white maps to 1 in green;
     non-finite values count as 0; ``clip`` clips the result to [0, 1].
     """
     cube = np.asarray(cube)
