@@ -53,3 +53,13 @@ def test_sam_counts_zero_predictions_as_90_degrees():
     ref0 = ref.copy()
     ref0[:, 1, 1] = 0  # a zero reference spectrum is left out
     assert sam_deg(pred, ref0) == pytest.approx(30.0)
+
+
+def test_ergas_ratio():
+    from hsirestore.metrics import compute_metrics
+
+    rng = np.random.default_rng(0)
+    ref = rng.random((4, 16, 16)) + 0.5
+    pred = ref + 0.01 * rng.standard_normal(ref.shape)
+    one = compute_metrics(pred, ref)["ergas"]
+    assert compute_metrics(pred, ref, ergas_ratio=0.25)["ergas"] == pytest.approx(one / 4)

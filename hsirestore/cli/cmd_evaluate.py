@@ -43,6 +43,8 @@ def evaluate(
     output: Path = typer.Option(None, "-o", "--output",
                                 help="Report prefix (default: ./<PRED name>_report)."),
     data_range: float = typer.Option(1.0, "--data-range", help="Peak value for PSNR/SSIM."),
+    ergas_ratio: float = typer.Option(1.0, "--ergas-ratio", help="ERGAS resolution ratio (1 for "
+                                      "restoration, 1/s for x s super-resolution)."),
     var: str = typer.Option(None, help="Variable/dataset name in .mat/.h5 files (both)."),
     force: bool = typer.Option(False, help=FORCE_HELP),
 ) -> None:
@@ -90,7 +92,8 @@ def evaluate(
         notes.append(f"the two cubes differ in scale (mean |value| {pm:g} vs {rm:g} in the "
                      "reference): bring them to the same units first (e.g. reflectance x 10000 "
                      "vs [0, 1])")
-    m = compute_metrics(p.data, r.data, valid=valid, data_range=data_range)
+    m = compute_metrics(p.data, r.data, valid=valid, data_range=data_range,
+                        ergas_ratio=ergas_ratio)
     wl = r.wavelengths if r.wavelengths is not None else p.wavelengths
     extra = {"prediction": str(pred), "reference": str(ref)}
     if notes:

@@ -197,11 +197,15 @@ def mrae(pred, ref, valid=None, eps: float = MRAE_EPS) -> float:
     return float((np.abs(p[ok] - r[ok]) / r[ok]).mean())
 
 
-def compute_metrics(pred, ref, valid=None, data_range: float = 1.0) -> dict:
+def compute_metrics(pred, ref, valid=None, data_range: float = 1.0,
+                    ergas_ratio: float = 1.0) -> dict:
     """All metrics: {"mpsnr", "psnr_global", "mssim", "sam_deg", "ergas", "rmse", "mrae"}
     (floats), "per_band": {"psnr", "ssim", "rmse"} (lists, one value per band),
-    "data_range", "valid_pixels" and "bands"."""
+    "data_range", "valid_pixels" and "bands". ``ergas_ratio``: the resolution ratio of
+    ERGAS (1 for restoration, 1/s for x s super-resolution)."""
     data_range = _range(data_range)
+    if not (np.isfinite(ergas_ratio) and ergas_ratio > 0):
+        raise InvalidValueError(f"the ERGAS resolution ratio must be > 0; got {ergas_ratio}")
     pred, ref, valid = _check(pred, ref, valid)
     pb = psnr_per_band(pred, ref, data_range, valid)
     sb = ssim_per_band(pred, ref, data_range, valid)
@@ -212,7 +216,7 @@ def compute_metrics(pred, ref, valid=None, data_range: float = 1.0) -> dict:
         "psnr_global": psnr_global(pred, ref, data_range, valid),
         "mssim": float(np.mean(sb)),
         "sam_deg": sam_deg(pred, ref, valid),
-        "ergas": ergas(pred, ref, 1.0, valid),
+        "ergas": ergas(pred, ref, ergas_ratio, valid),
         "rmse": rmse(pred, ref, valid),
         "mrae": mrae(pred, ref, valid),
         "per_band": {"psnr": pb.tolist(), "ssim": sb.tolist(), "rmse": rb.tolist()},
