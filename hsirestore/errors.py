@@ -1,5 +1,6 @@
 """Typed exceptions. The CLI turns every :class:`HsiRestoreError` into a one-line message
-and a non-zero exit; anything else is a bug."""
+and a non-zero exit; anything else is a bug. The value errors (InvalidValueError,
+ShapeError, OptionError) are also ``ValueError``s, so Python callers may catch either."""
 
 
 class HsiRestoreError(Exception):
@@ -16,11 +17,11 @@ class AmbiguousInputError(HsiRestoreError):
     """The input could be read more than one way (e.g. several 3-D .mat variables, layout)."""
 
 
-class InvalidValueError(HsiRestoreError):
+class InvalidValueError(HsiRestoreError, ValueError):
     """Data values the operation cannot use (NaN/Inf where not allowed, wrong ranges)."""
 
 
-class ShapeError(HsiRestoreError):
+class ShapeError(HsiRestoreError, ValueError):
     """Shapes that do not fit (band count a model cannot take, mask/measurement mismatch)."""
 
 
@@ -36,5 +37,5 @@ class ModelError(HsiRestoreError):
     """Unknown model name, bad checkpoint, checksum mismatch, missing weights."""
 
 
-class OptionError(HsiRestoreError):
+class OptionError(HsiRestoreError, ValueError):
     """An option value that cannot be parsed (degradation spec, device, tile size...)."""

@@ -165,3 +165,28 @@ def write_preview(cube_like, out_png, wavelengths=None, pixels=None, valid=None,
         if plot is not None:
             Image.fromarray(plot).save(tmps[1], format="PNG")
     return targets
+
+
+def decimated(source, max_side: int = 1024, rows_per_read: int = 64):
+    """A Cube of a CubeSource subsampled to at most ``max_side`` pixels on its long side, read
+    a strip of rows at a time (for previews of streamed outputs without loading them)."""
+    from hsirestore.io.cube import Cube
+
+    bands, rows, cols = (int(v) for v in source.shape)
+    step = max(1, -(-max(rows, cols) // max_side))
+    keep_rows = np.arange(0, rows, step)
+    parts = []
+    for r0 in range(0, rows, rows_per_read * step):
+        r1 = min(rows, r0 + rows_per_read * step)
+        block = np.asarray(source.read_window(r0, r1, 0, cols), np.float32)
+        sel = keep_rows[(keep_rows >= r0) & (keep_rows < r1)] - r0
+        parts.append(block[:, sel, ::step])
+    data = np.concatenate(parts, axis=1)
+    meta = getattr(source, "meta", None)
+    valid = np.isfinite(data).all(axis=0)
+    nodata = getattr(meta, "nodata", None)
+    if nodata is not None and np.isfinite(nodata):
+        valid &= ~(data == np.float32(nodata)).all(axis=0)
+    return Cube(np.where(np.isfinite(data), data, 0), wavelengths=getattr(meta, "wavelengths", None),
+                wavelength_units=getattr(meta, "wavelength_units", None),
+                valid=None if valid.all() else valid)

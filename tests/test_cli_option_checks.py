@@ -215,3 +215,69 @@ def test_rgb2hsi_tile_checks():
     with pytest.raises(OptionError, match="at least 16; got 4"):
         RgbToHsi(method="poly", tile=4)
     assert RgbToHsi(method="poly", tile=32).overlap == 8  # at most a quarter of the tile
+
+
+def test_library_errors_are_typed():
+    from hsirestore.errors import HsiRestoreError, InvalidValueError, OptionError, ShapeError
+    from hsirestore.inference.cassi import CassiDecoder
+    from hsirestore.inference.restore import Restorer
+
+    with pytest.raises(ShapeError):
+        Cube(np.zeros((2, 3, 4, 5), np.float32))
+    with pytest.raises(ValueError):  # typed errors are ValueErrors too
+        Cube(np.zeros((3, 4, 4), np.float32), wavelengths=[1, 2])
+    with pytest.raises(OptionError):
+        Restorer(device="cpu", temperature=float("nan"))
+    r = Restorer(device="cpu")
+    with pytest.raises(ShapeError, match="empty"):
+        r.restore(np.zeros((31, 0, 5), np.float32))
+    with pytest.raises(InvalidValueError, match="no valid pixel"):
+        r.restore(np.full((31, 8, 8), np.nan, np.float32))
+    with pytest.raises(OptionError):
+        CassiDecoder(method="gap-tv", gaptv_weight=float("nan"))
+    with pytest.raises(ShapeError, match="empty"):
+        CassiDecoder(method="gap-tv").decode(np.zeros((0, 54)), np.zeros((0, 0)))
+    assert issubclass(ShapeError, HsiRestoreError)
+
+
+def test_formats_widen_types_they_cannot_store(tmp_path):
+    c = Cube(np.round(np.random.default_rng(0).random((3, 8, 8)) * 100 - 50).astype(np.float32))
+    for ext in ("hdr", "tif"):
+        for dt, stored in (("int8", "int16"), ("float16", "float32")):
+            path = tmp_path / f"a_{dt}.{ext}"
+            write_cube(c, path, dtype=dt)
+            back = read_cube(path)
+            assert back.source_dtype == stored
+            np.testing.assert_array_equal(back.data, c.data)
+
+
+def test_streamed_preview_is_read_subsampled(tmp_path, monkeypatch):
+    import hsirestore.io as hio
+    from hsirestore.preview import decimated
+
+    x = np.random.default_rng(0).random((31, 300, 200)).astype(np.float32)
+    x[:, 0, 0] = np.nan
+    src = hio.ArraySource(Cube(x))
+    small = decimated(src, max_side=100, rows_per_read=7)
+    np.testing.assert_array_equal(small.data[:, 1:, 1:], x[:, ::3, ::3][:, 1:, 1:])
+    assert small.valid is not None and not small.valid[0, 0]
+    # denoise --stream --preview never reads the whole output back
+    cube = tmp_path / "c.h5"
+    write_cube(Cube(x[:, :64, :64].copy()), cube)
+
+    def no_whole_read(*a, **k):
+        raise AssertionError("read the whole output")
+
+    monkeypatch.setattr(hio, "read_cube", no_whole_read)
+    r = _run("denoise", cube, "-o", tmp_path / "o.h5", "-d", "noise", "--stream", "--preview",
+             "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "o_preview.png").exists()
+
+
+def test_gdal_block_cache_is_bounded():
+    import os
+
+    import hsirestore.io.geotiff  # noqa: F401
+
+    assert os.environ.get("GDAL_CACHEMAX")

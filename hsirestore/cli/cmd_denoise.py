@@ -228,9 +228,17 @@ def _restore_cmd(
             else:
                 shape = _run_one(restorer, src, dst, degradation, stream, force, var, layout)
                 if preview:
-                    from hsirestore.preview import write_preview
+                    from hsirestore.io import open_cube
+                    from hsirestore.preview import decimated, write_preview
 
-                    out = read_cube(dst)
+                    if stream:  # never load the streamed output: a subsampled read
+                        src_out = open_cube(dst)
+                        try:
+                            out = decimated(src_out)
+                        finally:
+                            src_out.close()
+                    else:
+                        out = read_cube(dst)
                     write_preview(out.data, png, wavelengths=out.wavelengths, valid=out.valid,
                                   force=force)
                 info = restorer.last_info

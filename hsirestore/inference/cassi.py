@@ -74,6 +74,8 @@ class CassiDecoder:
             raise OptionError(f"tile overlap must be >= 0; got {overlap}")
         if gaptv_iters < 1:
             raise OptionError(f"GAP-TV iterations must be >= 1; got {gaptv_iters}")
+        if not (np.isfinite(gaptv_weight) and gaptv_weight >= 0):
+            raise OptionError(f"the GAP-TV weight must be a number >= 0; got {gaptv_weight}")
         self.method = method
         self.bands, self.step = bands, step
         self.tile, self.overlap = tile, overlap
@@ -143,6 +145,8 @@ class CassiDecoder:
     def check(self, meas: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         meas = _as_2d(meas, "measurement")
         mask = _as_2d(mask, "mask")
+        if meas.size == 0 or mask.size == 0:
+            raise ShapeError(f"empty measurement {meas.shape} or mask {mask.shape}")
         check_geometry(meas.shape, mask.shape, self.bands, self.step)
         if not np.isfinite(meas).all():
             raise InvalidValueError("the measurement contains NaN or Inf values")

@@ -267,8 +267,12 @@ class Restorer:
         from hsirestore.inference.device import resolve_device
         from hsirestore.inference.normalize import parse_rule
 
-        if temperature < 0:
-            raise OptionError(f"--temperature must be >= 0; got {temperature}")
+        if not (np.isfinite(temperature) and temperature >= 0):
+            raise OptionError(f"--temperature must be a number >= 0; got {temperature}")
+        if seed is not None and seed < 0:
+            raise OptionError(f"--seed must be >= 0; got {seed}")
+        if top_k is not None and top_k < 1:
+            raise OptionError(f"--top-k must be >= 1; got {top_k}")
         if top_k is not None and top_k < 1:
             raise OptionError(f"--top-k must be >= 1; got {top_k}")
         if tile is not None and tile < 8:
@@ -394,6 +398,11 @@ class Restorer:
 
         if not isinstance(cube, Cube):
             cube = Cube(np.asarray(cube, np.float32))
+            finite = np.isfinite(cube.data).all(axis=0)
+            if not finite.all():  # an array's NaN/Inf pixels are invalid, as read_cube marks them
+                cube = cube.with_data(np.where(finite, cube.data, 0), valid=finite)
+        if 0 in cube.shape:
+            raise ShapeError(f"the cube is empty (shape {cube.shape})")
         b = cube.bands
         if b < MIN_BANDS:
             raise ShapeError(f"the restoration model needs at least {MIN_BANDS} bands; this cube "

@@ -112,11 +112,30 @@ def _needed_bytes(fmt: str, shape, dtype: str | None) -> int:
     return raw // 2 if fmt in ("tiff", "geotiff") else raw
 
 
+#: data types a format cannot store -> the nearest one it can (ENVI has no int8/float16 codes;
+#: GDAL's GeoTIFF has no float16 and int8 only in recent versions)
+_WIDER = {"envi": {"int8": "int16", "float16": "float32"},
+          "geotiff": {"int8": "int16", "float16": "float32"},
+          "tiff": {"int8": "int16", "float16": "float32"}}
+
+
+def writable_dtype(fmt: str, dtype: str | None) -> str | None:
+    """``dtype`` (a numpy name or None) widened to one the format can store."""
+    if dtype is None:
+        return None
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        raise FormatError(f"unknown data type {dtype!r}") from None
+    return _WIDER.get(fmt, {}).get(name, name)
+
+
 def write_cube(cube: Cube, path, *, force: bool = False, dtype: str | None = None) -> list[Path]:
     """Write atomically by suffix; refuses to overwrite without ``force``. Returns the files."""
     from hsirestore.io.atomic import check_free_space
 
     fmt = detect_format(path)
+    dtype = writable_dtype(fmt, dtype)
     if fmt != "rgb":
         check_free_space(output_paths(path)[-1], _needed_bytes(fmt, cube.shape, dtype))
     if fmt == "envi":
@@ -207,6 +226,7 @@ def create_cube(path, meta: Cube, shape, *, force: bool = False, dtype: str | No
     from hsirestore.io.atomic import check_free_space
 
     fmt = detect_format(path)
+    dtype = writable_dtype(fmt, dtype)
     if fmt != "rgb":
         check_free_space(output_paths(path)[-1], _needed_bytes(fmt, shape, dtype))
     if fmt == "envi":

@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from hsirestore.errors import ShapeError
+
 
 @dataclass
 class Cube:
@@ -49,30 +51,30 @@ class Cube:
         if data.ndim == 2:
             data = data[None]
         if data.ndim != 3:
-            raise ValueError(f"Cube data must be 3-D (bands, rows, cols); got shape {data.shape}")
+            raise ShapeError(f"Cube data must be 3-D (bands, rows, cols); got shape {data.shape}")
         if data.dtype != np.float32:
             data = data.astype(np.float32)
         self.data = data
         if self.wavelengths is not None:
             self.wavelengths = np.asarray(self.wavelengths, dtype=np.float64).reshape(-1)
             if self.wavelengths.size != data.shape[0]:
-                raise ValueError(
+                raise ShapeError(
                     f"{self.wavelengths.size} wavelengths for {data.shape[0]} bands"
                 )
         if self.fwhm is not None:
             self.fwhm = np.asarray(self.fwhm, dtype=np.float64).reshape(-1)
             if self.fwhm.size != data.shape[0]:
-                raise ValueError(f"{self.fwhm.size} fwhm values for {data.shape[0]} bands")
+                raise ShapeError(f"{self.fwhm.size} fwhm values for {data.shape[0]} bands")
         if self.valid is not None:
             self.valid = np.asarray(self.valid, dtype=bool)
             if self.valid.shape != data.shape[1:]:
-                raise ValueError(f"valid mask shape {self.valid.shape} != {data.shape[1:]}")
+                raise ShapeError(f"valid mask shape {self.valid.shape} != {data.shape[1:]}")
         if self.transform is not None:
             self.transform = tuple(float(v) for v in self.transform)[:6]
         if self.band_names is not None:
             self.band_names = [str(n) for n in self.band_names]
             if len(self.band_names) != data.shape[0]:
-                raise ValueError(f"{len(self.band_names)} band names for {data.shape[0]} bands")
+                raise ShapeError(f"{len(self.band_names)} band names for {data.shape[0]} bands")
 
     @property
     def bands(self) -> int:

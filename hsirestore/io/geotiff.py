@@ -18,6 +18,11 @@ import numpy as np
 
 from hsirestore.errors import FormatError
 from hsirestore.io.atomic import atomic_paths, check_writable
+
+# GDAL's block cache defaults to 5 % of RAM and grows with the file read window by window,
+# so a streamed GeoTIFF would not stay bounded; 128 MB is plenty for tile rows (a user's own
+# GDAL_CACHEMAX wins)
+os.environ.setdefault("GDAL_CACHEMAX", "128")
 from hsirestore.io.common import (cast_for_writing, clean, fill_invalid, guess_units, invalid_fill,
                                   provenance, to_bands_first)
 from hsirestore.io.cube import Cube
