@@ -1,14 +1,13 @@
 """`hsirestore cassi`: decode a CASSI snapshot into a cube."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import SPECTRA_HELP, _err, command, parse_pixels
+from hsirestore.cli.common import SPECTRA_HELP, _err, command, parse_pixels, run_jobs
 
 
 MEAS_SUFFIXES = (".mat", ".h5", ".hdf5", ".he5", ".tif", ".tiff", ".hdr")
@@ -106,8 +105,7 @@ def cassi(
 
     from hsirestore.cli.common import (check_distinct_targets, output_is_folder,
                                        refuse_overwriting_inputs)
-    from hsirestore.errors import (FormatError, HsiRestoreError, InvalidValueError, OptionError,
-                                   ShapeError)
+    from hsirestore.errors import FormatError, InvalidValueError, OptionError, ShapeError
     from hsirestore.inference.cassi import CassiDecoder
     from hsirestore.io import read_cube
     from hsirestore.io.atomic import check_writable
@@ -170,31 +168,12 @@ def cassi(
         if not batch:
             check_writable(_targets(jobs[0][1], preview, reference), force)
 
-    failed = 0
-    for src, dst in jobs:
-        t0 = time.perf_counter()
-        rec = {"input": str(src), "output": str(dst)}
-        try:
-            if batch and not force and any(p.exists() for p in _targets(dst, preview, None)):
-                rec.update(status="skipped", seconds=0.0, message="output exists (use --force)")
-            else:
-                rec.update(_decode_one(decoder, src, var, m, mask, dst, bands, preview, pixels,
-                                       ref, reference, data_range, force))
-                rec["seconds"] = round(time.perf_counter() - t0, 3)
-        except (HsiRestoreError, OSError) as e:
-            if not batch:
-                raise
-            failed += 1
-            msg = str(e) if isinstance(e, HsiRestoreError) else f"{e.strerror or e}"
-            rec.update(status="error", seconds=round(time.perf_counter() - t0, 3), message=msg)
-        line = json.dumps(rec)
-        typer.echo(line)
-        if summary is not None:
-            with open(summary, "a") as f:
-                f.write(line + "\n")
-    if failed:
-        _err(f"{failed} of {len(jobs)} inputs failed")
-        raise typer.Exit(1)
+    def one(src: Path, dst: Path) -> dict:
+        return _decode_one(decoder, src, var, m, mask, dst, bands, preview, pixels, ref,
+                           reference, data_range, force)
+
+    run_jobs(jobs, batch=batch, force=force, summary=summary, process=one,
+             outputs_of=lambda dst: _targets(dst, preview, None))
 
 
 def _targets(dst: Path, preview: bool, reference) -> list[Path]:
@@ -238,7 +217,7 @@ def _decode_one(decoder, src: Path, var, m, mask: Path, dst: Path, bands: int, p
 
         write_preview(cube, dst.with_name(dst.stem + ".png"), wavelengths=wl, pixels=pixels,
                       force=force)
-    result = {"status": "ok", "message": "", "method": decoder.describe(),
+    result = {"method": decoder.describe(),
               "shape": list(cube.shape), "decode_seconds": round(seconds, 3)}
     if ref is not None:
         from hsirestore.metrics import compute_metrics, write_report

@@ -1,15 +1,13 @@
 """`hsirestore denoise` (alias `restore`): all-in-one restoration of degraded cubes (HSI-VAR)."""
 from __future__ import annotations
 
-import json
 import math
-import time
 from pathlib import Path
 
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import DEVICE_HELP, _err, command
+from hsirestore.cli.common import DEVICE_HELP, _err, command, run_jobs
 
 CUBE_SUFFIXES = (".hdr", ".tif", ".tiff", ".mat", ".h5", ".hdf5", ".he5")
 _TYPES = ("noise, niid-noise, poisson, impulse, stripes, deadlines, blur, motion-blur, sr, "
@@ -159,9 +157,9 @@ def _restore_cmd(
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
     summary: Path = typer.Option(None, help="Also append the JSON lines to this file."),
 ) -> None:
-    from hsirestore.errors import HsiRestoreError, OptionError
+    from hsirestore.errors import OptionError
     from hsirestore.inference.restore import Restorer
-    from hsirestore.io import output_paths, read_cube
+    from hsirestore.io import output_paths
     from hsirestore.io.atomic import check_writable
 
     from hsirestore.cli.common import (check_distinct_targets, output_is_folder,
@@ -216,52 +214,40 @@ def _restore_cmd(
                         overlap=overlap if tile else 0, amp=amp, temperature=temperature,
                         top_k=top_k, seed=seed, group_overlap=band_overlap, scaling=scaling,
                         keep_observed=keep_observed, ensemble=ensemble)
-    failed = 0
-    for src, dst in jobs:
-        t0 = time.perf_counter()
-        png = dst.with_name(dst.stem + "_preview.png")
-        rec = {"input": str(src), "output": str(dst)}
-        try:
-            if batch and not force and (any(p.exists() for p in output_paths(dst))
-                                        or (preview and png.exists())):
-                rec.update(status="skipped", seconds=0.0, message="output exists (use --force)")
-            else:
-                shape = _run_one(restorer, src, dst, degradation, stream, force, var, layout)
-                if preview:
-                    from hsirestore.io import open_cube
-                    from hsirestore.preview import decimated, write_preview
+    def one(src: Path, dst: Path) -> dict:
+        shape = _run_one(restorer, src, dst, degradation, stream, force, var, layout)
+        if preview:
+            _preview(dst, stream, force)
+        info = restorer.last_info
+        return {"message": info["degradation"] + (f" (estimated sigma {info['sigma_255']}/255)"
+                                                   if info.get("estimated") else ""),
+                "degradation": info["degradation"], "model": info["model"], "shape": list(shape)}
 
-                    if stream:  # never load the streamed output: a subsampled read
-                        src_out = open_cube(dst)
-                        try:
-                            out = decimated(src_out)
-                        finally:
-                            src_out.close()
-                    else:
-                        out = read_cube(dst)
-                    write_preview(out.data, png, wavelengths=out.wavelengths, valid=out.valid,
-                                  force=force)
-                info = restorer.last_info
-                rec.update(status="ok", seconds=round(time.perf_counter() - t0, 3),
-                           message=f"{info['degradation']}"
-                                   + (f" (estimated sigma {info['sigma_255']}/255)"
-                                      if info.get("estimated") else ""),
-                           degradation=info["degradation"], model=info["model"],
-                           shape=list(shape))
-        except (HsiRestoreError, OSError) as e:
-            if not batch:
-                raise
-            failed += 1
-            msg = str(e) if isinstance(e, HsiRestoreError) else f"{e.strerror or e}"
-            rec.update(status="error", seconds=round(time.perf_counter() - t0, 3), message=msg)
-        line = json.dumps(rec)
-        typer.echo(line)
-        if summary is not None:
-            with open(summary, "a") as f:
-                f.write(line + "\n")
-    if failed:
-        _err(f"{failed} of {len(jobs)} inputs failed")
-        raise typer.Exit(1)
+    def outputs_of(dst: Path) -> list[Path]:
+        return output_paths(dst) + ([_preview_path(dst)] if preview else [])
+
+    run_jobs(jobs, batch=batch, force=force, summary=summary, outputs_of=outputs_of, process=one)
+
+
+def _preview_path(dst: Path) -> Path:
+    return dst.with_name(dst.stem + "_preview.png")
+
+
+def _preview(dst: Path, stream: bool, force: bool) -> None:
+    """False-colour preview of a written output (a subsampled read when it was streamed)."""
+    from hsirestore.io import open_cube, read_cube
+    from hsirestore.preview import decimated, write_preview
+
+    if stream:  # never load the streamed output
+        src_out = open_cube(dst)
+        try:
+            out = decimated(src_out)
+        finally:
+            src_out.close()
+    else:
+        out = read_cube(dst)
+    write_preview(out.data, _preview_path(dst), wavelengths=out.wavelengths, valid=out.valid,
+                  force=force)
 
 
 command(app, "denoise", help=HELP)(_restore_cmd)

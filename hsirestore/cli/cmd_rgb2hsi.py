@@ -1,14 +1,12 @@
 """`hsirestore rgb2hsi`: reconstruct 31-band cubes (400-700 nm) from RGB photos."""
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import command
+from hsirestore.cli.common import command, run_jobs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 FORMATS = ("h5", "tif", "mat", "hdr")
@@ -93,7 +91,7 @@ def rgb2hsi(
 ) -> None:
     from hsirestore.cli.common import (_err, check_distinct_targets, output_is_folder,
                                        refuse_overwriting_inputs)
-    from hsirestore.errors import FormatError, HsiRestoreError, OptionError
+    from hsirestore.errors import FormatError, OptionError
     from hsirestore.inference.rgb2hsi import RgbToHsi
     from hsirestore.io import detect_format, output_paths, write_cube
     from hsirestore.io.atomic import check_writable
@@ -144,41 +142,20 @@ def rgb2hsi(
                     camera=camera, tile=tile or None, consistency=consistency)
     if to_folder and output is not None:
         output.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    for src, dst in jobs:
-        t0 = time.perf_counter()
-        png = preview_of(dst)
-        rec = {"input": str(src), "output": str(dst)}
-        try:
-            if batch and not force and (any(p.exists() for p in output_paths(dst))
-                                        or (preview and png.exists())):
-                # "skipped": "exists" is kept for scripts written for earlier versions
-                rec.update(status="skipped", seconds=0.0, message="output exists (use --force)",
-                           skipped="exists")
-            else:
-                rgb = read_rgb(src)
-                cube = pred.predict(rgb)
-                cube.attrs["source"] = str(src)
-                write_cube(cube, dst, force=force)
-                if preview:
-                    from hsirestore.preview import write_preview
+    def one(src: Path, dst: Path) -> dict:
+        rgb = read_rgb(src)
+        cube = pred.predict(rgb)
+        cube.attrs["source"] = str(src)
+        write_cube(cube, dst, force=force)
+        if preview:
+            from hsirestore.preview import write_preview
 
-                    write_preview(cube.data, png, wavelengths=cube.wavelengths, valid=cube.valid,
-                                  force=force)
-                rec.update(status="ok", seconds=round(time.perf_counter() - t0, 3),
-                           message=f"{rgb.rows}x{rgb.cols} RGB -> {cube.bands} bands",
-                           method=pred.describe(), shape=list(cube.shape))
-        except (HsiRestoreError, OSError) as e:
-            if not batch:
-                raise
-            failed += 1
-            msg = str(e) if isinstance(e, HsiRestoreError) else f"{e.strerror or e}"
-            rec.update(status="error", seconds=round(time.perf_counter() - t0, 3), message=msg)
-        line = json.dumps(rec)
-        typer.echo(line)
-        if summary is not None:
-            with open(summary, "a") as f:
-                f.write(line + "\n")
-    if failed:
-        _err(f"{failed} of {len(jobs)} inputs failed")
-        raise typer.Exit(1)
+            write_preview(cube.data, preview_of(dst), wavelengths=cube.wavelengths,
+                          valid=cube.valid, force=force)
+        return {"message": f"{rgb.rows}x{rgb.cols} RGB -> {cube.bands} bands",
+                "method": pred.describe(), "shape": list(cube.shape)}
+
+    def outputs_of(dst: Path) -> list[Path]:
+        return output_paths(dst) + ([preview_of(dst)] if preview else [])
+
+    run_jobs(jobs, batch=batch, force=force, summary=summary, outputs_of=outputs_of, process=one)

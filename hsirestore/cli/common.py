@@ -152,3 +152,41 @@ def check_distinct_targets(jobs) -> None:
             raise OptionError(f"{seen[key]} and {src} would both write {dst}; process them in "
                               "separate runs (or separate output folders)")
         seen[key] = src
+
+
+def run_jobs(jobs, *, batch: bool, force: bool, summary: Path | None, outputs_of, process) -> None:
+    """Run ``process(src, dst) -> dict`` for every (src, dst) job and print one JSON line per
+    job on stdout (also appended to ``summary``): input, output, status ok/skipped/error,
+    seconds, message, then the fields ``process`` returns. In a batch, a job whose outputs
+    (``outputs_of(dst)``) exist is skipped unless ``force``, and an error is recorded and the
+    batch goes on, ending with exit code 1; a single job's error propagates (one-line error)."""
+    import json
+    import time
+
+    failed = 0
+    for src, dst in jobs:
+        t0 = time.perf_counter()
+        rec: dict = {"input": str(src), "output": str(dst)}
+        try:
+            if batch and not force and any(Path(p).exists() for p in outputs_of(dst)):
+                # "skipped": "exists" is kept for scripts written for earlier versions
+                rec.update(status="skipped", seconds=0.0, message="output exists (use --force)",
+                           skipped="exists")
+            else:
+                extra = dict(process(src, dst))
+                rec.update(status="ok", seconds=round(time.perf_counter() - t0, 3),
+                           message=extra.pop("message", ""), **extra)
+        except (HsiRestoreError, OSError) as e:
+            if not batch:
+                raise
+            failed += 1
+            msg = str(e) if isinstance(e, HsiRestoreError) else f"{e.strerror or e}"
+            rec.update(status="error", seconds=round(time.perf_counter() - t0, 3), message=msg)
+        line = json.dumps(rec)
+        typer.echo(line)
+        if summary is not None:
+            with open(summary, "a") as f:
+                f.write(line + "\n")
+    if failed:
+        _err(f"{failed} of {len(jobs)} inputs failed")
+        raise typer.Exit(1)
