@@ -15,6 +15,36 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (two OpenMP threads on a shared, busy 2-core machine are
+    many times slower than one); use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def hsivar_tiny_weights(tmp_path_factory) -> Path:
+    """Randomly initialised hsivar-tiny weights exported like a training run's (safetensors
+    with the preset name and config), for CLI tests of --weights."""
+    import torch
+
+    from hsirestore.registry import build_model, get_spec
+    from hsirestore.weights import save_state_dict
+
+    torch.manual_seed(0)
+    m = build_model("hsivar-tiny")
+    m.init_condition_encoder()
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_state_dict(m.state_dict(), path, metadata={"model": "hsivar-tiny",
+                                                    "config": get_spec("hsivar-tiny").config})
+    return path
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

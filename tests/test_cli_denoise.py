@@ -4,7 +4,6 @@ import json
 import h5py
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from hsirestore.cli import app
@@ -14,26 +13,7 @@ from hsirestore.io.cube import Cube
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    from hsirestore.registry import build_model, get_spec
-    from hsirestore.weights import save_state_dict
-
-    torch.manual_seed(0)
-    m = build_model("hsivar-tiny")
-    m.init_condition_encoder()
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_state_dict(m.state_dict(), path, metadata={"model": "hsivar-tiny",
-                                                    "config": get_spec("hsivar-tiny").config})
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cube(bands=31, h=20, w=24, seed=0):
@@ -54,12 +34,12 @@ def test_help_lists_degradations_and_units_and_alias():
         assert "band-missing" in text and "motion-blur" in text and "1/255" in text
 
 
-def test_single_file_keeps_shape_dtype_and_refuses_overwrite(tmp_path, tiny_weights):
+def test_single_file_keeps_shape_dtype_and_refuses_overwrite(tmp_path, hsivar_tiny_weights):
     src = tmp_path / "in.h5"
     write_cube(_cube(40), src, dtype="uint16")
     dst = tmp_path / "out.h5"
     args = ["denoise", str(src), "-o", str(dst), "--model", "hsivar-tiny", "--weights",
-            str(tiny_weights), "--tile", "16", "--overlap", "4", "--preview"]
+            str(hsivar_tiny_weights), "--tile", "16", "--overlap", "4", "--preview"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.stderr
     rec = _lines(r.stdout)[0]
@@ -75,7 +55,7 @@ def test_single_file_keeps_shape_dtype_and_refuses_overwrite(tmp_path, tiny_weig
     assert r.exit_code == 1 and "unknown degradation" in r.stderr
 
 
-def test_batch_folder_skips_existing_and_reports_errors(tmp_path, tiny_weights):
+def test_batch_folder_skips_existing_and_reports_errors(tmp_path, hsivar_tiny_weights):
     d = tmp_path / "in"
     d.mkdir()
     write_cube(_cube(31, seed=1), d / "a.h5", dtype="uint16")
@@ -85,7 +65,7 @@ def test_batch_folder_skips_existing_and_reports_errors(tmp_path, tiny_weights):
     out = tmp_path / "out"
     summary = tmp_path / "summary.jsonl"
     args = ["restore", str(d), "-o", str(out), "--model", "hsivar-tiny", "--weights",
-            str(tiny_weights), "--degradation", "blur+noise", "--tile", "0",
+            str(hsivar_tiny_weights), "--degradation", "blur+noise", "--tile", "0",
             "--summary", str(summary)]
     r = runner.invoke(app, args)
     assert r.exit_code == 1
@@ -101,10 +81,10 @@ def test_batch_folder_skips_existing_and_reports_errors(tmp_path, tiny_weights):
 
 
 @pytest.mark.parametrize("suffix", [".hdr", ".tif", ".h5"])
-def test_stream_matches_in_memory(tmp_path, tiny_weights, suffix):
+def test_stream_matches_in_memory(tmp_path, hsivar_tiny_weights, suffix):
     src = tmp_path / f"in{suffix}"
     write_cube(_cube(36), src, dtype="uint16")
-    common = ["--model", "hsivar-tiny", "--weights", str(tiny_weights), "--tile", "16",
+    common = ["--model", "hsivar-tiny", "--weights", str(hsivar_tiny_weights), "--tile", "16",
               "--overlap", "4", "--degradation", "noise"]
     a, b = tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"
     r = runner.invoke(app, ["denoise", str(src), "-o", str(a)] + common)
@@ -116,7 +96,7 @@ def test_stream_matches_in_memory(tmp_path, tiny_weights, suffix):
     np.testing.assert_allclose(ca.data, cb.data, atol=1.0)
 
 
-def test_stream_hdf5_reads_and_writes_windows(tmp_path, tiny_weights, monkeypatch):
+def test_stream_hdf5_reads_and_writes_windows(tmp_path, hsivar_tiny_weights, monkeypatch):
     # CAVE-like input: uint16 counts with a scale attribute in a group, a stored valid mask
     c = _cube(36)
     src = tmp_path / "scene.h5"
@@ -129,7 +109,7 @@ def test_stream_hdf5_reads_and_writes_windows(tmp_path, tiny_weights, monkeypatc
         valid = np.ones((20, 24), np.uint8)
         valid[3, 5] = 0
         g["valid"] = valid
-    common = ["--model", "hsivar-tiny", "--weights", str(tiny_weights), "--tile", "16",
+    common = ["--model", "hsivar-tiny", "--weights", str(hsivar_tiny_weights), "--tile", "16",
               "--overlap", "4", "--degradation", "noise"]
     a = tmp_path / "a.h5"
     r = runner.invoke(app, ["denoise", str(src), "-o", str(a)] + common)
@@ -157,7 +137,7 @@ def test_stream_hdf5_reads_and_writes_windows(tmp_path, tiny_weights, monkeypatc
     np.testing.assert_allclose(ca.data, cb.data, atol=1e-3)
 
 
-def test_scaled_integer_source_is_written_as_float(tmp_path, tiny_weights):
+def test_scaled_integer_source_is_written_as_float(tmp_path, hsivar_tiny_weights):
     # a reader that applied a scale factor (values in [0, 1]) but reports uint16 as source dtype
     src = tmp_path / "scaled.h5"
     c = _cube(31)
@@ -167,7 +147,7 @@ def test_scaled_integer_source_is_written_as_float(tmp_path, tiny_weights):
     assert _output_dtype("uint16", c.data / 4000) is None
     assert _output_dtype("uint16", c.data) == "uint16" and _output_dtype("float32", c.data) is None
     r = runner.invoke(app, ["denoise", str(src), "--model", "hsivar-tiny", "--weights",
-                            str(tiny_weights), "--tile", "0", "--threads", "1"])
+                            str(hsivar_tiny_weights), "--tile", "0", "--threads", "1"])
     assert r.exit_code == 0, r.stderr
     out = read_cube(tmp_path / "scaled_restored.h5")
     assert out.data.max() < 50 and len(np.unique(out.data)) > 10
@@ -225,10 +205,10 @@ def test_train_cli_two_stages_export_and_use(tmp_path):
     assert (tmp_path / "in_restored.h5").exists()
 
 
-def test_ensemble_option(tmp_path, tiny_weights):
+def test_ensemble_option(tmp_path, hsivar_tiny_weights):
     src = tmp_path / "in.h5"
     write_cube(_cube(31), src, dtype="uint16")
-    base = ["denoise", str(src), "--model", "hsivar-tiny", "--weights", str(tiny_weights),
+    base = ["denoise", str(src), "--model", "hsivar-tiny", "--weights", str(hsivar_tiny_weights),
             "--degradation", "noise", "--tile", "0"]
     r = runner.invoke(app, base + ["-o", str(tmp_path / "e.h5"), "--ensemble"])
     assert r.exit_code == 0, r.stderr

@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import scipy.io
-import torch
 from typer.testing import CliRunner
 
 from hsirestore.cli import app
@@ -19,12 +18,7 @@ runner = CliRunner()
 B = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -8,13 +8,7 @@ import torch
 from hsirestore.registry import build_model, get_spec, list_models
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # two OpenMP threads on a shared, busy 2-core machine are ~100x slower than one
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

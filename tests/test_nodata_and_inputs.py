@@ -9,7 +9,6 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
-import torch
 from typer.testing import CliRunner
 
 from hsirestore.cli import app
@@ -22,26 +21,7 @@ from hsirestore.io.cube import Cube
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    from hsirestore.registry import build_model, get_spec
-    from hsirestore.weights import save_state_dict
-
-    torch.manual_seed(0)
-    m = build_model("hsivar-tiny")
-    m.init_condition_encoder()
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_state_dict(m.state_dict(), path, metadata={"model": "hsivar-tiny",
-                                                    "config": get_spec("hsivar-tiny").config})
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _smooth(bands=31, h=24, w=24, seed=0):
@@ -125,7 +105,7 @@ def test_engine_fills_partial_nodata_and_streams_alike():
 
 
 # ------------------------------------------------------------------ CLI
-def test_denoise_uint16_dead_band_with_nodata_zero(tmp_path, tiny_weights):
+def test_denoise_uint16_dead_band_with_nodata_zero(tmp_path, hsivar_tiny_weights):
     data = np.round(_smooth(31, 24, 24) * 10000)
     data[7] = 0
     data[:, :2, :2] = 0  # a real nodata corner
@@ -135,17 +115,17 @@ def test_denoise_uint16_dead_band_with_nodata_zero(tmp_path, tiny_weights):
     for extra in ([], ["--stream"]):
         dst = tmp_path / f"out{len(extra)}.h5"
         r = runner.invoke(app, ["denoise", str(src), "-o", str(dst), "-d", "noise", "--device", "cpu",
-                                "--model", "hsivar-tiny", "--weights", str(tiny_weights)] + extra)
+                                "--model", "hsivar-tiny", "--weights", str(hsivar_tiny_weights)] + extra)
         assert r.exit_code == 0, r.output
         out = read_cube(dst)
         assert out.valid is not None and (~out.valid).sum() == 4  # only the corner
 
 
-def test_all_nan_cube_is_refused(tmp_path, tiny_weights):
+def test_all_nan_cube_is_refused(tmp_path, hsivar_tiny_weights):
     src = tmp_path / "nan.h5"
     with h5py.File(src, "w") as f:
         f["cube"] = np.full((31, 40, 40), np.nan, np.float32)
-    base = ["--model", "hsivar-tiny", "--weights", str(tiny_weights), "--device", "cpu"]
+    base = ["--model", "hsivar-tiny", "--weights", str(hsivar_tiny_weights), "--device", "cpu"]
     msg = _error_line(runner.invoke(app, ["denoise", str(src), "-o", str(tmp_path / "o.h5")] + base))
     assert "no valid pixel" in msg
     msg = _error_line(runner.invoke(app, ["degrade", str(src), str(tmp_path / "d.h5"), "-d", "noise"]))
@@ -153,11 +133,11 @@ def test_all_nan_cube_is_refused(tmp_path, tiny_weights):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_denoise_never_overwrites_its_input(tmp_path, tiny_weights, stream):
+def test_denoise_never_overwrites_its_input(tmp_path, hsivar_tiny_weights, stream):
     src = tmp_path / "c.h5"
     write_cube(Cube(_smooth()), src)
     before = _digest(src)
-    base = ["--model", "hsivar-tiny", "--weights", str(tiny_weights), "--device", "cpu", "--force",
+    base = ["--model", "hsivar-tiny", "--weights", str(hsivar_tiny_weights), "--device", "cpu", "--force",
             "-d", "noise"] + (["--stream"] if stream else [])
     for target in (src, f"{src}:/other"):
         msg = _error_line(runner.invoke(app, ["denoise", str(src), "-o", str(target)] + base))
@@ -180,13 +160,13 @@ def test_other_commands_never_overwrite_inputs(tmp_path):
     assert (_digest(cube), _digest(mask)) == before
 
 
-def test_denoise_var_layout_and_dataset_path(tmp_path, tiny_weights):
+def test_denoise_var_layout_and_dataset_path(tmp_path, hsivar_tiny_weights):
     x = _smooth(31, 40, 40)
     src = tmp_path / "two.h5"
     with h5py.File(src, "w") as f:
         f["a"] = x
         f["b"] = x * 0.5
-    base = ["--model", "hsivar-tiny", "--weights", str(tiny_weights), "--device", "cpu", "-d", "noise"]
+    base = ["--model", "hsivar-tiny", "--weights", str(hsivar_tiny_weights), "--device", "cpu", "-d", "noise"]
     msg = _error_line(runner.invoke(app, ["denoise", str(src), "-o", str(tmp_path / "o.h5")] + base))
     assert "--var" in msg
     r = runner.invoke(app, ["denoise", f"{src}:/b", "-o", str(tmp_path / "b.h5")] + base)
@@ -290,7 +270,7 @@ def test_garbage_tif_and_uppercase_envi_data_file(tmp_path):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_envi_bad_bands_are_kept_as_read(tmp_path, tiny_weights, stream):
+def test_envi_bad_bands_are_kept_as_read(tmp_path, hsivar_tiny_weights, stream):
     from hsirestore.inference.normalize import bad_bands, fill_bad_bands
 
     x = _smooth(40, 24, 24) * 1000
@@ -308,7 +288,7 @@ def test_envi_bad_bands_are_kept_as_read(tmp_path, tiny_weights, stream):
     np.testing.assert_array_equal(filled[0], cube.data[1])
     dst = tmp_path / "out.hdr"
     r = runner.invoke(app, ["denoise", str(src), "-o", str(dst), "-d", "noise", "--device", "cpu",
-                            "--model", "hsivar-tiny", "--weights", str(tiny_weights)]
+                            "--model", "hsivar-tiny", "--weights", str(hsivar_tiny_weights)]
                       + (["--stream"] if stream else []))
     assert r.exit_code == 0, r.output
     out = read_cube(dst)

@@ -4,13 +4,7 @@ import torch
 from hsirestore.models.quantizer import MultiScaleResidualQuantizer, scale_sizes
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # two OpenMP threads on a shared, busy 2-core machine are ~100x slower than one
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_scale_sizes_any_latent():

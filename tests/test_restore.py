@@ -9,12 +9,7 @@ from hsirestore.inference.restore import (Restorer, auto_degradation, band_group
 from hsirestore.io.cube import ArraySink, ArraySource, Cube
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _smooth(bands, h=24, w=28, seed=0, grain=0.05):
