@@ -24,8 +24,11 @@ Methods:
   model is guided by the degradation types only), scaling "none" (the data are already in
   the model's [0, 1] range), deterministic decoding, ``keep_observed="auto"``: for the two
   completion tasks the Restorer returns the non-zero input entries unchanged and fills the
-  zeros (it finds the mask from the data itself; it is not given the simulator's mask). Without weights it is skipped with a
-  one-line message and the rest still runs.
+  zeros (it finds the mask from the data itself; it is not given the simulator's mask). When
+  the preset's shipped weights file is missing (and no ``--weights`` is given) it is skipped
+  with a one-line message and the rest still runs; any other problem with the model options
+  (unknown ``--model``, a bad ``--weights`` file, ``--tile`` below 8, ``--device cuda``
+  without a GPU) is an error: one line on stderr, exit status 2.
 * ``bm4d``: the ``bm4d`` package (pip install -e '.[bench]'), default profile, on the cube
   laid out (rows, cols, bands). It is a Gaussian denoiser, so each task gives it:
 
@@ -205,6 +208,28 @@ def _finite(obj):
     return obj
 
 
+def missing_shipped_weights(model_name: str) -> str | None:
+    """Why the shipped weights of ``model_name`` cannot be used because the file is absent
+    (not in the weights folder or not listed in its manifest), else None. An unknown model
+    raises ModelError; a model without shipped weights, or a file whose checksum does not
+    match, is left to the Restorer (an error, not a skip)."""
+    from hsirestore.registry import get_spec
+    from hsirestore.weights import read_manifest, weights_dir
+
+    spec = get_spec(model_name)
+    if spec.weights is None:
+        return None
+    folder = weights_dir()
+    if (folder / spec.weights).is_file() and spec.weights in read_manifest(folder).get("files", {}):
+        return None
+    return f"no shipped weights {spec.weights!r} in {folder} (train them, or pass --weights FILE)"
+
+
+def _error(msg: str) -> int:
+    print(f"restore_val: error: {msg}", file=sys.stderr)
+    return 2
+
+
 def _fmt(v, spec):
     return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else "-"
 
@@ -232,17 +257,13 @@ def main(argv=None) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [t for t in tasks if t not in TASKS] + [m for m in methods if m not in METHODS]
     if bad or not tasks:
-        print(f"restore_val: error: unknown task/method {', '.join(bad) or '(none given)'}; tasks: "
-              f"{', '.join(TASKS)}; methods: {', '.join(METHODS)}")
-        return 2
+        return _error(f"unknown task/method {', '.join(bad) or '(no task given)'}; tasks: "
+                      f"{', '.join(TASKS)}; methods: {', '.join(METHODS)}")
     if args.crop < 16 or args.scenes < 1 or args.threads < 1:
-        print("restore_val: error: --crop must be >= 16, --scenes and --threads >= 1")
-        return 2
-
-    paths = cave_files(args.split)[: args.scenes]
-    if not paths:
-        print(f"restore_val: CAVE {args.split} scenes not found under {shared_data_dir()}; nothing to do")
-        return 0
+        return _error(f"--crop must be >= 16, --scenes and --threads >= 1; got --crop {args.crop}, "
+                      f"--scenes {args.scenes}, --threads {args.threads}")
+    if args.tile is not None and args.tile != 0 and args.tile < 8:
+        return _error(f"--tile must be 0 (whole crop) or at least 8; got {args.tile}")
 
     import torch
 
@@ -253,17 +274,23 @@ def main(argv=None) -> int:
     runners: dict = {}
     if "hsivar" in methods:
         try:
-            kw = {} if args.tile is None else {"tile": args.tile or None,
-                                               "overlap": min(16, args.tile // 4)}
-            restorer = Restorer(args.model, weights=args.weights, device=args.device, scaling="none",
-                                temperature=0.0, seed=0, ensemble=args.ensemble, **kw)
-            runners["hsivar"] = restorer
-            print(f"model: {restorer.describe()} on {restorer.device}")
+            # only a missing shipped weights file is a skip; every other problem is an error
+            from hsirestore.inference.device import resolve_device
+
+            resolve_device(args.device)
+            missing = None if args.weights is not None else missing_shipped_weights(args.model)
+            if missing:
+                print(f"HSI-VAR skipped: {missing}")
+            else:
+                kw = {} if args.tile is None else {"tile": args.tile or None,
+                                                   "overlap": min(16, args.tile // 4)}
+                restorer = Restorer(args.model, weights=args.weights, device=args.device,
+                                    scaling="none", temperature=0.0, seed=0,
+                                    ensemble=args.ensemble, **kw)
+                runners["hsivar"] = restorer
+                print(f"model: {restorer.describe()} on {restorer.device}")
         except HsiRestoreError as e:
-            if args.weights is not None:
-                print(f"restore_val: error: {e}")
-                return 1
-            print(f"HSI-VAR skipped: {e}")
+            return _error(str(e))
     if "bm4d" in methods:
         try:
             import bm4d as _bm4d
@@ -271,6 +298,11 @@ def main(argv=None) -> int:
             runners["bm4d"] = _bm4d.bm4d
         except ImportError:
             print("BM4D skipped: the bm4d package is not installed (pip install -e '.[bench]')")
+
+    paths = cave_files(args.split)[: args.scenes]
+    if not paths:
+        print(f"restore_val: CAVE {args.split} scenes not found under {shared_data_dir()}; nothing to do")
+        return 0
 
     rows: list[dict] = []
 
@@ -289,8 +321,7 @@ def main(argv=None) -> int:
         name = path.stem
         cube, _ = load_cave_scene(path)
         if min(cube.shape[1:]) < args.crop:
-            print(f"restore_val: error: --crop {args.crop} is larger than {name} {cube.shape[1:]}")
-            return 2
+            return _error(f"--crop {args.crop} is larger than {name} {cube.shape[1:]}")
         x = np.ascontiguousarray(centre_crop(cube, args.crop), np.float32)
         for task in tasks:
             y, info = parse_degradation(TASKS[task]).apply(x, seed=seed)
@@ -341,7 +372,8 @@ def main(argv=None) -> int:
             "cpu_threads": args.threads,
             "metric_convention": "outputs clipped to [0, 1]; per-band PSNR (peak 1, capped at "
                                  f"{PSNR_CAP:g} dB) averaged; per-band SSIM averaged; SAM degrees "
-                                 "(all-zero spectra left out)",
+                                 "(pixels whose reference spectrum is all zero left out; an all-zero "
+                                 "prediction counts as 90 degrees)",
             "degradations": degradation_info, "rows": rows, "mean": summary,
         }
         Path(args.json).write_text(json.dumps(_finite(out), indent=2, allow_nan=False))

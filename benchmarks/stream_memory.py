@@ -1,9 +1,13 @@
 """Peak memory of streamed tiled inference on a large ENVI cube.
 
-Creates (or reuses, with --path) a float32 BSQ ENVI cube, default 2048 x 2048 x 200 (3.2 GB),
+Creates (or reuses, with --path) a float32 BSQ ENVI cube, default 2048 x 2048 x 200 (3.36 GB),
 pushes it through ``TiledPredictor.predict_stream`` with an identity model, checks the output
 against the input on sampled windows (or everywhere with --verify-full) and prints peak RSS
 (getrusage ru_maxrss and /proc/self/status VmHWM), seconds and MB/s. Target: peak RSS < 1.5 GB.
+An existing ``--path`` file is taken as it is: its shape comes from its header
+(``hsirestore.io.open_cube``; --rows/--cols/--bands are then ignored), and it may be any
+format open_cube reads (``--local-io`` needs a float32 little-endian BSQ ENVI file without
+header offset). The check compares windows read back through open_cube.
 
 I/O goes through ``hsirestore.io.open_cube`` / ``hsirestore.io.create_cube``; ``--local-io``
 uses the minimal ENVI reader/writer below instead (it maps 16 bands of the file at a time, only
@@ -199,21 +203,41 @@ def open_io(inp: Path, out: Path, shape, local: bool):
     return LocalSource(inp, shape), LocalSink(out, shape), "local memmap windows"
 
 
-def read_envi_window(path: Path, shape, r0, r1, c0, c1) -> np.ndarray:
-    src = LocalSource(path, shape)
+def existing_shape(path: Path, local: bool) -> tuple[int, int, int]:
+    """(bands, rows, cols) of an existing input from its header; with ``local`` also check
+    that the benchmark's own reader can map it (float32 little-endian BSQ, no header offset).
+    Raises HsiRestoreError (unreadable file) or ValueError (not usable with --local-io)."""
+    from hsirestore.io import open_cube
+
+    src = open_cube(path)
     try:
-        return src.read_window(r0, r1, c0, c1)
+        shape = tuple(int(v) for v in src.shape)
     finally:
         src.close()
+    if local:
+        from hsirestore.io.envi import EnviFile
+
+        try:
+            f = EnviFile(path)
+        except Exception as e:
+            raise ValueError(f"--local-io needs an ENVI file: {e}") from None
+        raw = f.raw
+        if f.interleave != "bsq" or raw.dtype != np.dtype("<f4") or raw.offset != 0:
+            raise ValueError(f"--local-io needs float32 little-endian BSQ data without header "
+                             f"offset; {path} is {f.interleave} {raw.dtype.str}, offset {raw.offset}")
+        del f, raw
+    return shape
 
 
 # ----------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rows", type=int, default=2048)
-    ap.add_argument("--cols", type=int, default=2048)
-    ap.add_argument("--bands", type=int, default=200)
-    ap.add_argument("--path", type=Path, help="existing/new input .img (kept); default: temp")
+    ap.add_argument("--rows", type=int, default=None, help="rows of a created cube (default 2048)")
+    ap.add_argument("--cols", type=int, default=None, help="columns of a created cube (default 2048)")
+    ap.add_argument("--bands", type=int, default=None, help="bands of a created cube (default 200)")
+    ap.add_argument("--path", type=Path,
+                    help="input .img (kept): an existing one is used with the shape in its header, "
+                         "a new one is created at --rows/--cols/--bands; default: temp")
     ap.add_argument("--workdir", type=Path, default=None, help="folder for temp files")
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--overlap", type=int, default=32)
@@ -224,24 +248,48 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the output cube")
     args = ap.parse_args(argv)
 
+    def error(msg: str) -> int:
+        print(f"stream_memory: error: {msg}", file=sys.stderr)
+        return 2
+
+    given = {k: getattr(args, k) for k in ("bands", "rows", "cols") if getattr(args, k) is not None}
+    if any(v < 1 for v in given.values()) or args.tile < 1 or args.overlap < 0 \
+            or args.batch_size < 1 or args.samples < 0:
+        return error("--rows/--cols/--bands/--tile/--batch-size must be >= 1, --overlap and "
+                     "--samples >= 0")
+    reuse = args.path is not None and args.path.exists()
+    if reuse:
+        from hsirestore.errors import HsiRestoreError
+
+        try:
+            shape = existing_shape(args.path, args.local_io)
+        except (HsiRestoreError, ValueError) as e:
+            return error(str(e))
+        differ = {k: v for k, v in given.items() if v != dict(zip(("bands", "rows", "cols"), shape))[k]}
+        if differ:
+            print(f"note: {args.path} is {shape[0]} bands x {shape[1]} x {shape[2]} (its header); "
+                  f"{', '.join(f'--{k} {v}' for k, v in differ.items())} ignored")
+    else:
+        shape = (given.get("bands", 200), given.get("rows", 2048), given.get("cols", 2048))
+    bands, rows, cols = shape
+
     import torch
 
     from hsirestore.inference.engine import TiledPredictor
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    shape = (args.bands, args.rows, args.cols)
     nbytes = int(np.prod(shape)) * 4
     tmpdir = Path(tempfile.mkdtemp(prefix="hsir-stream-", dir=args.workdir))
     try:
         inp = args.path or tmpdir / "input.img"
-        if inp.exists():
-            print(f"reusing {inp}")
+        need = (1.1 if reuse else 2.2) * nbytes  # the output (and the input when created)
+        free = shutil.disk_usage(tmpdir).free
+        if free < need:
+            return error(f"not enough disk space in {tmpdir}: {free / 1e9:.1f} GB free, "
+                         f"{need / 1e9:.1f} GB needed")
+        if reuse:
+            print(f"reusing {inp} {shape}")
         else:
-            free = shutil.disk_usage(inp.parent).free
-            if free < 2.2 * nbytes:
-                print(f"not enough disk space in {inp.parent}: {free / 1e9:.1f} GB free, "
-                      f"{2.2 * nbytes / 1e9:.1f} GB needed", file=sys.stderr)
-                return 2
             t0 = time.perf_counter()
             create_input(inp, *shape)
             print(f"created {inp} {shape} float32 ({nbytes / 1e9:.2f} GB) in "
@@ -275,18 +323,25 @@ def main(argv: list[str] | None = None) -> int:
         bad = 0
         checks = []
         for _ in range(args.samples):
-            r = int(rng.integers(0, max(1, args.rows - win)))
-            c = int(rng.integers(0, max(1, args.cols - win)))
-            checks.append((r, min(r + win, args.rows), c, min(c + win, args.cols)))
-        checks += [(0, min(win, args.rows), 0, min(win, args.cols)),
-                   (max(0, args.rows - win), args.rows, max(0, args.cols - win), args.cols)]
+            r = int(rng.integers(0, max(1, rows - win)))
+            c = int(rng.integers(0, max(1, cols - win)))
+            checks.append((r, min(r + win, rows), c, min(c + win, cols)))
+        checks += [(0, min(win, rows), 0, min(win, cols)),
+                   (max(0, rows - win), rows, max(0, cols - win), cols)]
         if args.verify_full:
-            step = max(1, (64 << 20) // (args.bands * args.cols * 4))
-            checks = [(r, min(r + step, args.rows), 0, args.cols) for r in range(0, args.rows, step)]
-        for r0, r1, c0, c1 in checks:
-            a = read_envi_window(inp, shape, r0, r1, c0, c1)
-            b = read_envi_window(out, shape, r0, r1, c0, c1)
-            bad += int((a != b).sum())
+            step = max(1, (64 << 20) // (bands * cols * 4))
+            checks = [(r, min(r + step, rows), 0, cols) for r in range(0, rows, step)]
+        from hsirestore.io import open_cube
+
+        src_in, src_out = open_cube(inp), open_cube(out)
+        try:
+            for r0, r1, c0, c1 in checks:
+                a = src_in.read_window(r0, r1, c0, c1)
+                b = src_out.read_window(r0, r1, c0, c1)
+                bad += int(((a != b) & ~(np.isnan(a) & np.isnan(b))).sum())
+        finally:
+            src_in.close()
+            src_out.close()
         mb = nbytes / 1e6
         print(f"io: {label}; tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}")
         print(f"cube {shape} float32, {mb:.0f} MB; predict_stream + commit {secs:.1f} s, "

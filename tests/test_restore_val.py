@@ -74,3 +74,43 @@ def test_end_to_end_tiny(rv, tmp_path, monkeypatch, capsys):
     assert rv.main(["--tasks", "noise", "--crop", "32", "--methods", "hsivar"]) == 0
     text = capsys.readouterr().out
     assert "HSI-VAR skipped" in text and "noise" in text.split("mean over")[1]
+
+
+@pytest.mark.parametrize("opts, says", [
+    (["--model", "nope"], "unknown model 'nope'"),
+    (["--model", "mcga-compact"], "not a restoration model"),
+    (["--tile", "5"], "--tile must be 0"),
+    (["--tile", "-3"], "--tile must be 0"),
+    (["--device", "nosuch"], "unknown device"),
+    (["--weights", "missing.safetensors"], "not found"),
+    (["--scenes", "-1"], "--scenes"),
+    (["--scenes", "0"], "--scenes"),
+])
+def test_option_mistakes_are_errors_not_skips(rv, opts, says, tmp_path, monkeypatch, capsys):
+    """Model/option mistakes: one line on stderr, exit 2, no "skipped" (data not needed)."""
+    monkeypatch.setenv("HSIRESTORE_DATA", str(tmp_path / "nodata"))
+    monkeypatch.chdir(tmp_path)
+    rc = rv.main(["--scenes", "1", "--crop", "32", "--methods", "hsivar", "--tasks", "noise", *opts])
+    cap = capsys.readouterr()
+    assert rc == 2
+    assert "skipped" not in cap.out
+    err = cap.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("restore_val: error:") and says in err[0]
+
+
+def test_cuda_without_gpu_is_an_error(rv, tmp_path, monkeypatch, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    monkeypatch.setenv("HSIRESTORE_DATA", str(tmp_path / "nodata"))
+    assert rv.main(["--methods", "hsivar", "--tasks", "noise", "--device", "cuda"]) == 2
+    cap = capsys.readouterr()
+    assert "CUDA is not available" in cap.err and "skipped" not in cap.out
+
+
+def test_missing_shipped_weights_is_a_skip(rv, tmp_path, monkeypatch):
+    monkeypatch.setenv("HSIRESTORE_WEIGHTS", str(tmp_path / "none"))
+    assert "no shipped weights 'hsivar-compact.safetensors'" in rv.missing_shipped_weights("hsivar-compact")
+    # hsivar-tiny has no shipped file at all: an option mistake for the Restorer, not a skip
+    assert rv.missing_shipped_weights("hsivar-tiny") is None
