@@ -275,3 +275,28 @@ def test_gdal_block_cache_is_bounded():
     import hsirestore.io.geotiff  # noqa: F401
 
     assert os.environ.get("GDAL_CACHEMAX")
+
+
+def test_weights_name_their_preset(tmp_path):
+    import torch
+
+    from hsirestore.inference.restore import Restorer
+    from hsirestore.inference.rgb2hsi import RgbToHsi
+    from hsirestore.registry import build_model, get_spec
+    from hsirestore.weights import save_state_dict
+
+    torch.manual_seed(0)
+    m = build_model("mcga-tiny")
+    path = tmp_path / "mcga.safetensors"
+    save_state_dict(m.state_dict(), path, metadata={"model": "mcga-tiny",
+                                                    "config": get_spec("mcga-tiny").config})
+    pred = RgbToHsi(weights=path, device="cpu")  # no --model: the file says mcga-tiny
+    assert pred.model_name == "mcga-tiny"
+    # a training last.pt of hsivar-tiny given to a default (hsivar-compact) Restorer
+    h = build_model("hsivar-tiny")
+    h.init_condition_encoder()
+    ckpt = tmp_path / "last.pt"
+    torch.save({"model": h.state_dict(), "config": {"preset": "hsivar-tiny", "model_overrides": {}},
+                "step": 3}, ckpt)
+    r = Restorer(weights=ckpt, device="cpu")
+    assert r.describe().startswith("hsivar-tiny")

@@ -109,3 +109,24 @@ def test_shared_camera_files(shared_data):
         assert cwl[0] == 400 and cresp.shape == (3, cwl.size) and (cresp >= 0).all(), f.name
         white = render_rgb(np.ones((31, 1, 1)), WL, cwl, cresp, clip=False).ravel()
         assert white[1] == pytest.approx(1.0) and 0.1 < white[0] < 3 and 0.1 < white[2] < 3, f.name
+
+
+def test_cmyk_jpeg_grey_alpha_and_pixel_limit(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import hsirestore.io.rgb as rgbio
+    from hsirestore.errors import FormatError
+
+    cmyk = np.zeros((20, 30, 4), np.uint8)
+    cmyk[..., 3] = 200  # mostly black ink: a dark grey, not white
+    Image.fromarray(cmyk, "CMYK").save(tmp_path / "c.jpg")
+    want = np.asarray(Image.open(tmp_path / "c.jpg").convert("RGB")).mean() / 255
+    got = rgbio.read_rgb(tmp_path / "c.jpg").data
+    assert got.shape == (3, 20, 30) and got.mean() == pytest.approx(want, abs=1e-3) and got.max() < 0.5
+    la = np.zeros((12, 20, 2), np.uint8)
+    la[..., 0], la[..., 1] = 100, 255
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    np.testing.assert_allclose(rgbio.read_rgb(tmp_path / "la.png").data, 100 / 255, rtol=1e-6)
+    monkeypatch.setattr(rgbio, "MAX_PIXELS", 100)
+    with pytest.raises(FormatError, match="HSIRESTORE_MAX_PIXELS"):
+        rgbio.read_rgb(tmp_path / "la.png")

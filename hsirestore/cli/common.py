@@ -36,6 +36,9 @@ def handle_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             _err("interrupted")
             raise typer.Exit(130)
+        except MemoryError:
+            _err("out of memory: try a smaller --tile, --stream, or a machine with more RAM")
+            raise typer.Exit(1)
         except OSError as e:
             _err(f"{e.strerror or e}{': ' + str(e.filename) if getattr(e, 'filename', None) else ''}")
             raise typer.Exit(1)

@@ -323,8 +323,12 @@ class Restorer:
         if cfg and "residual" not in cfg:  # exported before the residual option existed
             cfg = {**cfg, "residual": False}
         run = meta.get("training_config")
-        if not cfg and isinstance(run, dict):  # a training last.pt: the run's model overrides
+        restore_models = {m.name for m in list_models("restore")}
+        if not cfg and isinstance(run, dict):  # a training last.pt: its preset and overrides
             cfg = dict(run.get("model_overrides") or {})
+            if run.get("preset") in restore_models and run["preset"] != name:
+                name = self.model_name = run["preset"]
+                spec = get_spec(name)
         try:
             model = build_model(name, **cfg)
         except TypeError as e:
@@ -333,7 +337,7 @@ class Restorer:
         self.multiple = spec.size_multiple
         self.weights_path = path
         named = meta.get("model")
-        if cfg and named != name and named in {m.name for m in list_models("restore")}:
+        if cfg and named != name and named in restore_models:
             self.model_name = named  # the weights carry their own preset's config: report it
         return model.eval().to(self.device)
 

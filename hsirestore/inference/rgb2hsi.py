@@ -181,7 +181,8 @@ class RgbToHsi:
 
     Args:
         method: "mcga" (learned) or "poly" (root-polynomial baseline, numpy only).
-        model_name: registered MCGA variant (default "mcga-compact").
+        model_name: registered MCGA variant (default: the one the --weights file names, else
+            "mcga-compact").
         weights: checkpoint (safetensors/torch) for MCGA or an .npz for the baseline;
             None: the shipped file (a ModelError names it when it is missing).
         device: auto | cpu | cuda | cuda:N.
@@ -196,7 +197,7 @@ class RgbToHsi:
         tile, overlap: tiling for large photos (tile=None: whole image).
     """
 
-    def __init__(self, model_name: str = DEFAULT_MODEL, weights=None, device: str = "auto",
+    def __init__(self, model_name: str | None = None, weights=None, device: str = "auto",
                  tta: bool = False, tta_steps: int = 5, tta_lr: float = 1e-4,
                  method: str = "mcga", srgb: bool = False, camera=None,
                  tile: int | None = 256, overlap: int = 32, batch_size: int = 1,
@@ -211,6 +212,7 @@ class RgbToHsi:
             raise OptionError("--tta needs --method mcga (the baseline has no codebook)")
         self.method = method
         self.model_name = model_name or DEFAULT_MODEL
+        self._model_named = model_name is not None
         self.tta, self.tta_steps, self.tta_lr = bool(tta), int(tta_steps), float(tta_lr)
         self.srgb = srgb
         self.camera = Path(camera) if camera is not None else None
@@ -239,7 +241,7 @@ class RgbToHsi:
 
     def _load_mcga(self, weights) -> None:
         from hsirestore.inference.device import resolve_device
-        from hsirestore.registry import build_model, get_spec
+        from hsirestore.registry import build_model, get_spec, list_models
         from hsirestore.weights import load_into, load_state_dict, shipped_weights_path
 
         spec = get_spec(self.model_name)
@@ -258,6 +260,12 @@ class RgbToHsi:
         state, meta = load_state_dict(weights)
         if "model" in state and isinstance(state.get("model"), dict):  # training checkpoint
             state = state["model"]
+        named = meta.get("model") if isinstance(meta, dict) else None
+        run = meta.get("training_config") if isinstance(meta, dict) else None
+        if named is None and isinstance(run, dict):
+            named = run.get("preset")
+        if not self._model_named and named in {m.name for m in list_models("rgb2hsi")}:
+            self.model_name, spec = named, get_spec(named)  # the weights name their preset
         self.device = resolve_device(self.device_spec)
         model = build_model(self.model_name)
         load_into(model, state)

@@ -6,6 +6,7 @@ bit depth (255 or 65535).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ def read_rgb(path) -> Cube:
     suffix = path.suffix.lower()
     if suffix not in RGB_SUFFIXES:
         raise FormatError(f"{path}: not an RGB image ({', '.join(RGB_SUFFIXES)})")
+    _check_pixel_count(path, suffix)
     try:
         if suffix in (".tif", ".tiff"):
             import tifffile
@@ -61,6 +63,10 @@ def read_rgb(path) -> Cube:
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise FormatError(f"{path}: cannot decode image ({first})") from e
+    if img.ndim == 3 and img.shape[-1] == 4 and suffix in (".jpg", ".jpeg"):
+        img = _cmyk_jpeg_as_rgb(path)  # JPEG has no alpha: four channels are CMYK
+    if img.ndim == 3 and img.shape[-1] == 2:  # grey + alpha
+        img = img[..., 0]
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=-1)
     if img.ndim != 3 or img.shape[-1] not in (3, 4):
@@ -81,6 +87,41 @@ def read_rgb(path) -> Cube:
     data = np.moveaxis(img.astype(np.float32) / np.float32(scale), -1, 0)
     return Cube(data, band_names=["R", "G", "B"], source_dtype=img.dtype.name,
                 attrs={"bits": {255.0: 8, 65535.0: 16}.get(scale, 32)})
+
+
+#: the largest photo read (pixels); a small file can decode to gigabytes (decompression bomb)
+MAX_PIXELS = int(os.environ.get("HSIRESTORE_MAX_PIXELS", 1 << 28))
+
+
+def _check_pixel_count(path: Path, suffix: str) -> None:
+    """FormatError, before decoding, for images above MAX_PIXELS (HSIRESTORE_MAX_PIXELS)."""
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tf:
+                shape = tf.pages[0].shape
+            h, w = (shape[0], shape[1]) if len(shape) < 3 or shape[-1] <= 4 else shape[-2:]
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:  # reads the header only
+                w, h = im.size
+    except Exception:
+        return  # undecodable files are reported by the decoder
+    if int(w) * int(h) > MAX_PIXELS:
+        raise FormatError(f"{path}: {w} x {h} pixels ({int(w) * int(h) / 1e6:.0f} MP) is more than "
+                          f"the {MAX_PIXELS / 1e6:.0f} MP this tool reads (a decompression bomb?); "
+                          "set HSIRESTORE_MAX_PIXELS to allow it")
+
+
+def _cmyk_jpeg_as_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 of a CMYK JPEG, converted by Pillow (which handles Adobe's inverted
+    CMYK)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 def write_rgb(rgb: np.ndarray, path, force: bool = False, bits: int = 8) -> list[Path]:
