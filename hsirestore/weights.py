@@ -7,7 +7,8 @@ Weights are safetensors files in the ``weights/`` folder, listed in ``weights/ma
 
 Lookup order for the folder: ``$HSIRESTORE_WEIGHTS``, the ``weights/`` folder beside the
 package (source checkout / editable install), then ``share/hsirestore/weights`` under the
-install prefix, the base prefix or the user base (data files of a regular ``pip install``).
+install prefix, the base prefix, the user base (data files of a regular ``pip install``) or
+the ``--target`` folder the package was installed into.
 Loading always verifies the sha256 recorded in the manifest before reading a tensor.
 """
 from __future__ import annotations
@@ -34,7 +35,10 @@ def weights_dir() -> Path:
     import site
 
     user_base = getattr(site, "USER_BASE", None) or ""
-    for prefix in (sys.prefix, sys.base_prefix, user_base):  # non-editable install: data files
+    # non-editable install: data files under the prefix; `pip install --target DIR` puts them
+    # in DIR/share beside the package
+    target = Path(__file__).resolve().parent.parent
+    for prefix in (sys.prefix, sys.base_prefix, user_base, target):
         if not prefix:
             continue
         installed = Path(prefix) / "share" / "hsirestore" / "weights"
