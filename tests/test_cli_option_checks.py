@@ -300,3 +300,13 @@ def test_weights_name_their_preset(tmp_path):
                 "step": 3}, ckpt)
     r = Restorer(weights=ckpt, device="cpu")
     assert r.describe().startswith("hsivar-tiny")
+
+
+def test_version_matches_pyproject():
+    import tomllib
+    from pathlib import Path
+
+    import hsirestore
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert hsirestore.__version__ == meta["project"]["version"]
