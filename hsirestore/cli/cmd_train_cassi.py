@@ -13,7 +13,8 @@ from hsirestore.errors import OptionError
 @command(train_app, "cassi", help="""Train S2-Transformer for CASSI decoding (resumable).
 
 Needs the CAVE scenes and CASSI masks laid out as in ../shared/data (or --data DIR).
-Checkpoints go to OUT/last.pt every few minutes; --resume continues from there.
+Checkpoints go to OUT/last.pt every few minutes and on Ctrl-C; --resume continues from
+there (without it, a folder that holds a checkpoint is refused).
 Export the shipped weights with 'hsirestore train cassi-export OUT/last.pt'.
 
 \b
@@ -55,16 +56,17 @@ def train_cassi(
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     threads: int = typer.Option(0, help="CPU threads (0: cores - 1)."),
 ) -> None:
+    from hsirestore.registry import get_spec
     from hsirestore.training.cassi import CassiTrainConfig, train
     from hsirestore.training.cave import shared_data_dir
+    from hsirestore.training.common import check_config, check_lr, check_task
 
+    check_lr(lr)
+    check_task(preset, "cassi")
+    spec = get_spec(preset)
     data_dir = data or shared_data_dir()
     if not (data_dir / "cave" / "train").is_dir() or not (data_dir / "cassi").is_dir():
         raise OptionError(f"training data not found under {data_dir} (expected cave/train and cassi/)")
-    if patch % 8:
-        raise OptionError("--patch must be a multiple of 8")
-    if threads < 0:
-        raise OptionError(f"--threads must be >= 0; got {threads}")
     cfg = CassiTrainConfig(preset=preset, out=str(out), steps=steps, batch_size=batch_size,
                            patch=patch, lr=lr, mask_aware=mask_aware, shot_noise=shot_noise,
                            max_minutes=max_minutes, val_every=val_every, log_every=log_every,
@@ -75,11 +77,11 @@ def train_cassi(
                            gaptv_online=gaptv_online, gaptv_tile=gaptv_tile,
                            gaptv_refresh=gaptv_refresh, time_schedule=time_schedule,
                            freeze_stages=freeze_stages, loss=loss)
+    check_config(cfg)  # counts >= 1, durations and noise >= 0
+    if patch % spec.size_multiple:
+        raise OptionError(f"--patch must be a multiple of {spec.size_multiple}")
     if loss not in ("l1", "l2"):
         raise OptionError(f"--loss must be l1 or l2; got {loss!r}")
-    from hsirestore.registry import get_spec
-
-    spec = get_spec(preset)
     unfolded = "stages" in spec.config
     if (stages or freeze_stages or project_output is not None) and not unfolded:
         raise OptionError(f"--stages, --freeze-stages and --project-output apply to unfolded "
@@ -106,6 +108,22 @@ def train_cassi(
         if not gaptv_online and (gaptv_pool is None or not any(gaptv_pool.glob("*.npz"))):
             raise OptionError(f"{preset} refines GAP-TV estimates: build them first with "
                               "'hsirestore train cassi-pool --out DIR' and pass --gaptv-pool DIR")
+    if resume and (cfg.model_overrides or freeze_stages) and (out / "last.pt").is_file():
+        # options that say otherwise than the run's architecture are an error here (the
+        # Python API keeps the run's); left out, they are taken from the run
+        from hsirestore.errors import ModelError
+        from hsirestore.training.common import (check_resume_preset, load_checkpoint,
+                                                resume_overrides)
+
+        ck = load_checkpoint(out / "last.pt")
+        check_resume_preset(out / "last.pt", ck, preset)
+        run_cfg = ck.get("config") or {}
+        resume_overrides(out / "last.pt", preset, run_cfg.get("model_overrides"),
+                         cfg.model_overrides, strict=True)
+        if freeze_stages and freeze_stages != int(run_cfg.get("freeze_stages") or 0):
+            raise ModelError(f"{out / 'last.pt'} was trained with --freeze-stages "
+                             f"{int(run_cfg.get('freeze_stages') or 0)}, not {freeze_stages}")
+        del ck
     train(cfg, resume=resume, data_dir=data_dir, log=typer.echo)
 
 
@@ -150,7 +168,8 @@ def train_cassi_pool(
 
 Writes fp16 safetensors into weights/ (or --output) and records sha256, config, training
 data, steps and validation metrics (recomputed on the exported weights when ../shared/data
-is present) in weights/manifest.json.
+is present) in weights/manifest.json. An existing file or manifest entry is only replaced
+with --force.
 
 \b
 Examples:
@@ -160,6 +179,7 @@ def export_cassi(
     checkpoint: Path = typer.Argument(..., help="Training checkpoint (last.pt)."),
     output: Path = typer.Option(None, "-o", "--output", help="Weights file (default weights/<preset>)."),
     note: str = typer.Option("", help="Free note stored in the manifest."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing weights file and its manifest entry (without -o: the shipped weights)."),
 ) -> None:
     import json
 
@@ -167,5 +187,5 @@ def export_cassi(
 
     if not checkpoint.exists():
         raise OptionError(f"{checkpoint}: checkpoint not found")
-    entry = export_weights(checkpoint, output, note=note)
+    entry = export_weights(checkpoint, output, note=note, overwrite=force)
     typer.echo(json.dumps({k: entry[k] for k in ("model", "steps", "sha256", "val_metrics")}))

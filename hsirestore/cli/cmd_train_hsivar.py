@@ -18,7 +18,8 @@ condition encoder (with --init FILE.safetensors, exported weights, it instead co
 training that restoration model, condition encoder included), freezes the encoder and codebook, and trains the condition encoder
 (alignment loss), degradation embeddings, next-scale transformer (token cross-entropy) and
 decoder (L1) on random degradations of every type and mixtures. Checkpoints go to
-OUT/stage{1,2}/last.pt every few minutes, logs to OUT/stage{1,2}/log.jsonl; --resume continues.
+OUT/stage{1,2}/last.pt every few minutes and on Ctrl-C, logs to OUT/stage{1,2}/log.jsonl;
+--resume continues (without it, a stage folder that holds a checkpoint is refused).
 Export with 'hsirestore train hsivar-export OUT/stage2/last.pt'.
 
 \b
@@ -50,8 +51,10 @@ def train_hsivar(
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
 ) -> None:
+    from hsirestore.training.common import check_lr
     from hsirestore.training.hsivar import HsivarTrainConfig, train
 
+    check_lr(lr)
     if stage not in (1, 2):
         raise OptionError(f"--stage must be 1 or 2; got {stage}")
     if steps < 1 or batch_size < 1 or max_mix < 1:
@@ -72,7 +75,8 @@ def train_hsivar(
 
 Writes fp16 safetensors into weights/ (file name from the preset, e.g.
 hsivar-compact.safetensors) or --output, and records sha256, config, training data, steps
-and the last validation metrics in that folder's manifest.json.
+and the last validation metrics in that folder's manifest.json. An existing file or
+manifest entry is only replaced with --force.
 
 \b
 Examples:
@@ -82,6 +86,7 @@ def export_hsivar(
     checkpoint: Path = typer.Argument(..., help="Stage-2 training checkpoint (last.pt)."),
     output: Path = typer.Option(None, "-o", "--output", help="Weights file (default weights/<preset>)."),
     note: str = typer.Option("", help="Free note stored in the manifest."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing weights file and its manifest entry (without -o: the shipped weights)."),
 ) -> None:
     import json
 
@@ -89,5 +94,5 @@ def export_hsivar(
 
     if not checkpoint.exists():
         raise OptionError(f"{checkpoint}: checkpoint not found")
-    entry = export_weights(checkpoint, output, note=note)
+    entry = export_weights(checkpoint, output, note=note, overwrite=force)
     typer.echo(json.dumps({k: entry[k] for k in ("model", "steps", "sha256", "val_metrics")}))

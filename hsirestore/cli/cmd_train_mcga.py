@@ -47,8 +47,10 @@ def train_mcga(
     w_mrae: float = typer.Option(0.0, help="Stage 2: weight of a relative-error (MRAE) loss term "
                                  "on the output (and its projection), which weighs dark pixels more."),
 ) -> None:
+    from hsirestore.training.common import check_lr
     from hsirestore.training.mcga import TrainConfig, Trainer
 
+    check_lr(lr)
     cfg = TrainConfig(stage=stage, preset=preset, steps=steps, batch_size=batch_size, patch=patch,
                       lr=lr, warmup=warmup, log_every=log_every, ckpt_every=ckpt_every, max_minutes=max_minutes,
                       seed=seed, threads=threads, device=device,
@@ -63,7 +65,7 @@ def train_mcga(
 Writes fp16 safetensors into weights/ (file name from the preset, e.g.
 mcga-compact.safetensors) or --output, and records sha256, config, training data, steps and
 the validation metrics (--metrics: the JSON written by benchmarks/rgb2hsi_val.py --json) in
-that folder's manifest.json.
+that folder's manifest.json. An existing file or manifest entry is only replaced with --force.
 
 \b
 Examples:
@@ -75,6 +77,7 @@ def export_mcga(
     output: Path = typer.Option(None, "-o", "--output", help="Weights file (default weights/<preset>)."),
     metrics: Path = typer.Option(None, help="Validation metrics JSON to record in the manifest."),
     note: str = typer.Option("", help="Free note stored in the manifest."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing weights file and its manifest entry (without -o: the shipped weights)."),
 ) -> None:
     from hsirestore.errors import OptionError
     from hsirestore.training.mcga import export_weights
@@ -87,5 +90,5 @@ def export_mcga(
             val = json.loads(metrics.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise OptionError(f"--metrics {metrics}: cannot read JSON ({e})") from e
-    entry = export_weights(checkpoint, output, metrics=val, note=note)
+    entry = export_weights(checkpoint, output, metrics=val, note=note, overwrite=force)
     typer.echo(json.dumps({k: entry[k] for k in ("model", "steps", "sha256")}))

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hsirestore.errors import ModelError, OptionError
 from hsirestore.physics.cassi import (CASSI_WAVELENGTHS_28, cassi_forward, interpolate_bands,
                                       mean_intensities, model_input)
 from hsirestore.training.cassi_pool import load_mask
@@ -98,6 +99,12 @@ class CassiPatches:
         self.cubes = [interpolate_bands(c, w, wl).astype(np.float32) for _, c, w in scenes]
         self.masks = [load_mask(data_dir / "cassi" / "mask_256.mat"),
                       load_mask(data_dir / "cassi" / "mask_real_660.mat")]
+        sizes = [(f"CAVE {split} scene {n}", c.shape[1:]) for n, c, _ in scenes]
+        sizes += [(f"mask cassi/{f}", m.shape) for f, m in zip(("mask_256.mat", "mask_real_660.mat"),
+                                                              self.masks)]
+        for what, (h, w) in sizes:
+            if min(h, w) < cfg.patch:
+                raise OptionError(f"--patch {cfg.patch} is larger than the {what} ({h}x{w})")
         self.rng = np.random.default_rng(cfg.seed)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,9 +136,13 @@ class GaptvPatches:
         from hsirestore.training.cassi_pool import GaptvPool, load_scenes
 
         if not cfg.gaptv_pool:
-            raise ValueError("a GAP-TV-initialised model needs --gaptv-pool (see train cassi-pool)")
+            raise OptionError("a GAP-TV-initialised model needs --gaptv-pool (see train cassi-pool)")
         self.cfg = cfg
         self.pool = GaptvPool(cfg.gaptv_pool, load_scenes(data_dir or shared_data_dir()))
+        tile = min(min(m.shape) for m in self.pool.masks)
+        if tile < cfg.patch:
+            raise OptionError(f"--patch {cfg.patch} is larger than the {tile}-pixel tiles of the "
+                              f"GAP-TV pool {cfg.gaptv_pool}")
         self.rng = np.random.default_rng(cfg.seed)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -241,35 +252,55 @@ def _save(path: Path, obj: dict) -> None:
 
 def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = None,
           log=print) -> dict:
-    """Run (or resume) training; returns the last validation metrics."""
-    from hsirestore.registry import build_model
+    """Run (or resume) training; returns the last validation metrics.
 
+    Without ``resume`` a run folder that holds a checkpoint is refused; with it the
+    checkpoint must exist and be for the same preset. Ctrl-C (or an error) after at least
+    one step writes a checkpoint of the last whole step before the exception propagates."""
+    from hsirestore.registry import build_model
+    from hsirestore.training.common import (InterruptGuard, check_config, check_resume_preset,
+                                            check_run_folder, check_task, load_checkpoint,
+                                            load_model_state, resume_overrides, save_on_exit)
+
+    check_config(cfg)
+    check_task(cfg.preset, "cassi")
+    if cfg.loss not in ("l1", "l2"):
+        raise OptionError(f"loss must be 'l1' or 'l2'; got {cfg.loss!r}")
+    out = Path(cfg.out)
+    ckpt_path = out / "last.pt"
+    check_run_folder(ckpt_path, resume)
     # one thread fewer than the cores: two OpenMP threads sharing a busy 2-core machine
     # with another job spin-wait and train about 8x slower than one thread
     torch.set_num_threads(cfg.threads or max(1, min(8, (os.cpu_count() or 2) - 1)))
     data_dir = data_dir or shared_data_dir()
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "last.pt"
     torch.manual_seed(cfg.seed)
     ck = None
-    if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        run_cfg = ck.get("config", {})  # the run's architecture, not this invocation's options
-        cfg.model_overrides = dict(run_cfg.get("model_overrides") or {})
+    if resume:
+        ck = load_checkpoint(ckpt_path)
+        check_resume_preset(ckpt_path, ck, cfg.preset)
+        run_cfg = ck.get("config") or {}  # the run's architecture, not this invocation's options
+        cfg.model_overrides = resume_overrides(ckpt_path, cfg.preset, run_cfg.get("model_overrides"),
+                                               cfg.model_overrides, log=log)
         cfg.freeze_stages = int(run_cfg.get("freeze_stages") or 0)
+        if "mask_aware" in run_cfg and bool(run_cfg["mask_aware"]) != bool(cfg.mask_aware):
+            raise ModelError(f"{ckpt_path} was trained "
+                             + ("with mask-aware learning; resume it without --no-mask-aware"
+                                if run_cfg["mask_aware"] else
+                                "with --no-mask-aware; resume it with --no-mask-aware"))
     model = build_model(cfg.preset, aux_head=cfg.mask_aware, **cfg.model_overrides)
+    mult = int(getattr(model, "size_multiple", 1) or 1)
+    if cfg.patch % mult:
+        raise OptionError(f"--patch must be a multiple of {mult} (the window size of {cfg.preset}); "
+                          f"got {cfg.patch}")
     from hsirestore.inference.device import resolve_device
 
     dev = resolve_device(cfg.device)
     model.to(dev)
-    if cfg.loss not in ("l1", "l2"):
-        raise ValueError(f"loss must be 'l1' or 'l2'; got {cfg.loss!r}")
     if cfg.freeze_stages:
         n_stages = len(getattr(model, "stages", None) or [])
         if not 0 < cfg.freeze_stages < n_stages:
-            raise ValueError(f"freeze_stages must be between 1 and {n_stages - 1} for "
-                             f"{cfg.preset} ({n_stages} stages); got {cfg.freeze_stages}")
+            raise OptionError(f"freeze_stages must be between 1 and {n_stages - 1} for "
+                              f"{cfg.preset} ({n_stages} stages); got {cfg.freeze_stages}")
         for st in model.stages[: cfg.freeze_stages]:
             st.requires_grad_(False)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
@@ -303,25 +334,35 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
     step = 0
     best = {}
     if ck is not None:
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
-        step = ck["step"]
+        load_model_state(model, ck["model"], ckpt_path)
+        try:
+            opt.load_state_dict(ck["opt"])
+            sched.load_state_dict(ck["sched"])
+            step = int(ck["step"])
+            data.rng.bit_generator.state = ck["data_rng"]
+            torch.set_rng_state(ck["torch_rng"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise ModelError(f"cannot resume from {ckpt_path}: {type(e).__name__}: "
+                             f"{(str(e).splitlines() or [''])[0][:200]}") from e
         cfg.init_steps = ck.get("config", {}).get("init_steps")  # steps behind the run's start
         best = ck.get("val", {})
-        data.rng.bit_generator.state = ck["data_rng"]
-        torch.set_rng_state(ck["torch_rng"])
         log(f"resumed from {ckpt_path} at step {step}")
     elif cfg.init_weights:
         from hsirestore.weights import load_state_dict
 
         state, meta = load_state_dict(cfg.init_weights)
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # shapes that differ: weights of another preset
+            sizes = [ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln]
+            raise ModelError(f"{cfg.init_weights} does not fit {cfg.preset}: "
+                             + (f"{len(sizes)} tensors differ in shape (first: {sizes[0][:160]})"
+                                if sizes else (str(e).splitlines() or [""])[0])) from e
         grown = _grow_stages(model, state)
         missing = [k for k in missing if not k.startswith("aux.")
                    and not any(k.startswith(f"stages.{i}.") for i in grown)]
         if unexpected or missing:
-            raise ValueError(f"{cfg.init_weights} does not fit {cfg.preset}: "
+            raise ModelError(f"{cfg.init_weights} does not fit {cfg.preset}: "
                              f"missing {missing[:3]}, unexpected {unexpected[:3]}")
         if grown:
             log(f"stages {grown[0]}..{grown[-1]} added: copies of stage {grown[0] - 1} with "
@@ -337,74 +378,88 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
                     st.conv_last.weight.zero_()
                     st.conv_last.bias.zero_()
             log("output convolutions reset to zero (each stage starts as the identity)")
+    out.mkdir(parents=True, exist_ok=True)
     with open(out / "config.json", "w") as f:
         json.dump(asdict(cfg), f, indent=2)
 
-    def checkpoint():
+    def rng_state() -> dict:
+        return {"data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+
+    def checkpoint(rngs: dict | None = None):
         _save(ckpt_path, {"model": model.state_dict(), "opt": opt.state_dict(),
                           "sched": sched.state_dict(), "step": step, "config": asdict(cfg),
-                          "val": best, "data_rng": data.rng.bit_generator.state,
-                          "torch_rng": torch.get_rng_state()})
+                          "val": best, **(rngs or rng_state())})
 
     t_start = clock["t0"] = time.time()
     t_ckpt = time.time()
-    logf = open(out / "log.jsonl", "a")
-    running = 0.0
+    start_step = step
+    rngs = rng_state()  # random state after the last whole step (for an interrupt checkpoint)
+    running, count = 0.0, 0  # loss sum and steps since the last log line
+    guard = InterruptGuard()
     model.train()
-    while step < cfg.steps:
-        if cfg.gaptv_refresh and step and step % REFRESH_EVERY == 0 and hasattr(data, "refresh"):
-            data.refresh(cfg.gaptv_refresh)
-        x, mask, *est = data.batch()
-        x, mask = x.to(dev), mask.to(dev)
-        y = simulate(x, mask, cfg.bands, cfg.step, cfg.shot_noise)
-        jitter = torch.exp((torch.rand(x.shape[0], device=dev) * 2 - 1) * cfg.scale_jitter)
-        xin, s, yn = normalised_input(y, mask, cfg.bands, cfg.step, jitter, return_meas=True)
-        target = x / s[:, None, None, None]
-        init_est = est[0].to(dev) / s[:, None, None, None] if est else None
-        m4 = mask[:, None]
-        pred, pins = _run(model, xin, m4, yn, init_est)
-        err = (pred - target).abs() if cfg.loss == "l1" else (pred - target).square()
-        loss_aux = torch.zeros((), device=dev)
-        weight = None
-        if cfg.mask_aware:
-            coded = model.predict_coded(xin, m4)
-            if step < cfg.aux_steps:
-                loss_aux = F.l1_loss(coded, target * m4)
-            else:
-                a = coded.detach().mean(1, keepdim=True).clamp_min(0)
-                weight = 1 + cfg.beta * cfg.eps / (a + cfg.eps)
-                weight = weight / weight.mean()
-        loss_rec = (err * weight).mean() if weight is not None else err.mean()
-        pin_loss = F.l1_loss if cfg.loss == "l1" else F.mse_loss
-        loss_pin = sum(pin_loss(p, target) for p in pins) / max(1, len(pins))
-        loss = loss_rec + cfg.pin_weight * loss_pin + loss_aux
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        step += 1
-        running += loss_rec.item()
-        if step % cfg.log_every == 0:
-            rec = {"step": step, "loss": running / cfg.log_every, "aux": loss_aux.item(),
-                   "lr": sched.get_last_lr()[0], "minutes": (time.time() - t_start) / 60}
-            logf.write(json.dumps(rec) + "\n")
-            logf.flush()
-            log(json.dumps(rec))
-            running = 0.0
-        if cfg.val_every and step % cfg.val_every == 0 and (data_dir / "cave" / "val").is_dir():
-            best = {"step": step, **validate(model, data_dir, cfg.bands, cfg.step)}
-            logf.write(json.dumps({"val": best}) + "\n")
-            logf.flush()
-            log(json.dumps({"val": best}))
-        if time.time() - t_ckpt > cfg.ckpt_minutes * 60:
-            checkpoint()
-            t_ckpt = time.time()
-        if cfg.max_minutes and (time.time() - t_start) > cfg.max_minutes * 60:
-            log(f"time limit reached at step {step}")
-            break
+    try:
+        with guard, open(out / "log.jsonl", "a") as logf:
+            while step < cfg.steps:
+                rngs = rng_state()
+                if cfg.gaptv_refresh and step and step % REFRESH_EVERY == 0 and hasattr(data, "refresh"):
+                    data.refresh(cfg.gaptv_refresh)
+                x, mask, *est = data.batch()
+                x, mask = x.to(dev), mask.to(dev)
+                y = simulate(x, mask, cfg.bands, cfg.step, cfg.shot_noise)
+                jitter = torch.exp((torch.rand(x.shape[0], device=dev) * 2 - 1) * cfg.scale_jitter)
+                xin, s, yn = normalised_input(y, mask, cfg.bands, cfg.step, jitter, return_meas=True)
+                target = x / s[:, None, None, None]
+                init_est = est[0].to(dev) / s[:, None, None, None] if est else None
+                m4 = mask[:, None]
+                pred, pins = _run(model, xin, m4, yn, init_est)
+                err = (pred - target).abs() if cfg.loss == "l1" else (pred - target).square()
+                loss_aux = torch.zeros((), device=dev)
+                weight = None
+                if cfg.mask_aware:
+                    coded = model.predict_coded(xin, m4)
+                    if step < cfg.aux_steps:
+                        loss_aux = F.l1_loss(coded, target * m4)
+                    else:
+                        a = coded.detach().mean(1, keepdim=True).clamp_min(0)
+                        weight = 1 + cfg.beta * cfg.eps / (a + cfg.eps)
+                        weight = weight / weight.mean()
+                loss_rec = (err * weight).mean() if weight is not None else err.mean()
+                pin_loss = F.l1_loss if cfg.loss == "l1" else F.mse_loss
+                loss_pin = sum(pin_loss(p, target) for p in pins) / max(1, len(pins))
+                loss = loss_rec + cfg.pin_weight * loss_pin + loss_aux
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                with guard.commit():  # Ctrl-C waits until the step is whole
+                    opt.step()
+                    sched.step()
+                    step += 1
+                    rngs = rng_state()
+                running += loss_rec.item()
+                count += 1
+                if step % cfg.log_every == 0:
+                    # mean over the steps run since the last line (fewer after a resume)
+                    rec = {"step": step, "loss": running / count, "aux": loss_aux.item(),
+                           "lr": sched.get_last_lr()[0], "minutes": (time.time() - t_start) / 60}
+                    logf.write(json.dumps(rec) + "\n")
+                    logf.flush()
+                    log(json.dumps(rec))
+                    running, count = 0.0, 0
+                if cfg.val_every and step % cfg.val_every == 0 and (data_dir / "cave" / "val").is_dir():
+                    best = {"step": step, **validate(model, data_dir, cfg.bands, cfg.step)}
+                    logf.write(json.dumps({"val": best}) + "\n")
+                    logf.flush()
+                    log(json.dumps({"val": best}))
+                if time.time() - t_ckpt > cfg.ckpt_minutes * 60:
+                    checkpoint()
+                    t_ckpt = time.time()
+                if cfg.max_minutes and (time.time() - t_start) > cfg.max_minutes * 60:
+                    log(f"time limit reached at step {step}")
+                    break
+    except BaseException as e:
+        save_on_exit(lambda: checkpoint(rngs), step > start_step, guard, e, log, ckpt_path, step)
+        raise
     checkpoint()
-    logf.close()
     return best
 
 
@@ -432,17 +487,22 @@ def _pool_description(cfg: dict) -> str:
     return ""
 
 
-def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
+def export_weights(checkpoint, out_file=None, note: str = "", overwrite: bool = True) -> dict:
     """Write the model of a training checkpoint as fp16 safetensors into weights/ and record
     it in weights/manifest.json (sha256, config, training data, steps, validation metrics).
-    The auxiliary (mask-aware learning) head is left out: it is only used in training."""
+    The auxiliary (mask-aware learning) head is left out: it is only used in training.
+    ``overwrite=False`` (the CLI without --force) refuses to replace an existing file or
+    manifest entry; a checkpoint of another kind is a one-line ModelError."""
     from hsirestore.registry import get_spec
+    from hsirestore.training.common import check_export_target, load_checkpoint, require_kind
     from hsirestore.weights import publish_weights, weights_dir
 
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ck = load_checkpoint(checkpoint)
+    preset = require_kind(ck, checkpoint, "cassi")
     cfg = ck["config"]
-    spec = get_spec(cfg["preset"])
-    out_file = Path(out_file) if out_file else weights_dir() / spec.weights
+    spec = get_spec(preset)
+    out_file = Path(out_file) if out_file else weights_dir() / (spec.weights or f"{spec.name}.safetensors")
+    check_export_target(out_file, overwrite)
     state = {k: v for k, v in ck["model"].items() if not k.startswith("aux.")}
     prior = cfg.get("init_steps")
     if prior is None:  # checkpoints from before init_steps was recorded

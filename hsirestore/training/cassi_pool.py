@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hsirestore.errors import OptionError
 from hsirestore.physics.cassi import CASSI_WAVELENGTHS_28, cassi_forward, interpolate_bands
 
 
@@ -81,7 +82,7 @@ def build_gaptv_pool(folder: os.PathLike | str, data_dir: Path, tile: int = 256,
     sim = load_mask(Path(data_dir) / "cassi" / "mask_256.mat")
     real = load_mask(Path(data_dir) / "cassi" / "mask_real_660.mat")
     if sim.shape[0] < tile or sim.shape[1] < tile:
-        raise ValueError(f"mask_256.mat is smaller than the {tile}-pixel tile")
+        raise OptionError(f"mask_256.mat is smaller than the {tile}-pixel tile")
     plan = tile_plan(scenes, tile, real.shape, real_per_scene, seed)
     made = 0
     for i, t in enumerate(plan):
@@ -150,13 +151,13 @@ class OnlineGaptvPatches:
         import torch
 
         if patch > tile or tile > min(sim_mask.shape):
-            raise ValueError(f"need patch <= tile <= {min(sim_mask.shape)} (the simulation "
+            raise OptionError(f"need patch <= tile <= {min(sim_mask.shape)} (the simulation "
                              f"mask); got patch {patch}, tile {tile}")
         if size < 1:
-            raise ValueError("the GAP-TV pool needs at least one tile")
+            raise OptionError("the GAP-TV pool needs at least one tile")
         smallest = min(min(c.shape[-2:]) for c in scenes.values())
         if tile > min(smallest, *real_mask.shape):
-            raise ValueError(f"the {tile}-pixel tile is larger than a scene ({smallest} px) "
+            raise OptionError(f"the {tile}-pixel tile is larger than a scene ({smallest} px) "
                              f"or the real-system mask {real_mask.shape}")
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)

@@ -186,15 +186,18 @@ def train(cfg: HsivarTrainConfig, resume: bool = False, scenes: list[np.ndarray]
           log=print) -> dict:
     """Run (or resume) one stage; returns the last log record (with validation if any)."""
     from hsirestore.registry import get_spec
+    from hsirestore.training.common import check_config, check_run_folder, check_task
 
     if cfg.stage not in (1, 2):
         raise OptionError(f"--stage must be 1 or 2; got {cfg.stage}")
-    spec = get_spec(cfg.preset)
-    if spec.task != "restore":
-        raise OptionError(f"{cfg.preset} is not an HSI-VAR model")
-    mult = spec.size_multiple
+    check_config(cfg)
+    if cfg.max_mix < 1:
+        raise OptionError(f"--max-mix must be >= 1; got {cfg.max_mix}")
+    check_task(cfg.preset, "restore")
+    mult = get_spec(cfg.preset).size_multiple
     if cfg.patch % mult:
         raise OptionError(f"--patch must be a multiple of {mult} for {cfg.preset}")
+    check_run_folder(_stage_dir(cfg) / "last.pt", resume)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(cfg.threads or max(1, min(8, (os.cpu_count() or 2) - 1)))
     try:
@@ -232,24 +235,33 @@ def _init_stage2(model, init: Path, cfg, log) -> None:
         cfg.init_steps = recorded_steps(init)
         log(f"stage 2 continues from {init} ({cfg.init_steps} steps)")
         return
-    ck = torch.load(init, map_location="cpu", weights_only=True)
-    if ck.get("config", {}).get("preset", cfg.preset) != cfg.preset:
+    from hsirestore.training.common import load_checkpoint, load_model_state
+
+    ck = load_checkpoint(init)
+    if (ck.get("config") or {}).get("preset", cfg.preset) != cfg.preset:
         raise OptionError(f"{init} was trained for {ck['config']['preset']}, not {cfg.preset}")
-    model.load_state_dict(ck["model"])
+    load_model_state(model, ck["model"], init)
     model.init_condition_encoder()
     log(f"stage 2 initialised from {init} (stage-1 step {ck.get('step')})")
 
 
 def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
     from hsirestore.registry import build_model
+    from hsirestore.training.common import (InterruptGuard, check_resume_preset, load_checkpoint,
+                                            load_model_state, resume_overrides, save_on_exit)
 
     torch.manual_seed(cfg.seed)
     out = _stage_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
+    ck = None
+    if resume:
+        ck = load_checkpoint(ckpt_path)
+        check_resume_preset(ckpt_path, ck, cfg.preset)
+        run_cfg = ck.get("config") or {}
+        cfg.model_overrides = resume_overrides(ckpt_path, cfg.preset, run_cfg.get("model_overrides"),
+                                               cfg.model_overrides, log=log)
     model = build_model(cfg.preset, **cfg.model_overrides)
-    resuming = resume and ckpt_path.exists()
-    if cfg.stage == 2 and not resuming:
+    if cfg.stage == 2 and ck is None:
         init = Path(cfg.init) if cfg.init else Path(cfg.out) / "stage1" / "last.pt"
         if not init.exists():
             raise OptionError(f"stage 2 needs a stage-1 checkpoint: {init} not found "
@@ -277,115 +289,141 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
         except OptionError:
             val_scenes = []
     data = HsiPatches(scenes, cfg.patch, cfg.seed + 1000 * cfg.stage)
+    usage = model.quantizer.usage  # code use since the last dead-code restart (stage 1)
     step, last = 0, {}
-    if resuming:
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
-        step, last = ck["step"], ck.get("last", {})
+    if ck is not None:
+        load_model_state(model, ck["model"], ckpt_path)
+        try:
+            opt.load_state_dict(ck["opt"])
+            sched.load_state_dict(ck["sched"])
+            step, last = int(ck["step"]), ck.get("last", {})
+            data.rng.bit_generator.state = ck["data_rng"]
+            torch.set_rng_state(ck["torch_rng"])
+            if ck.get("quantizer_usage") is not None:  # older checkpoints: counted afresh
+                usage.copy_(ck["quantizer_usage"].to(usage))
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise ModelError(f"cannot resume from {ckpt_path}: {type(e).__name__}: "
+                             f"{(str(e).splitlines() or [''])[0][:200]}") from e
         cfg.init_steps = ck.get("config", {}).get("init_steps")  # steps behind the run's start
-        data.rng.bit_generator.state = ck["data_rng"]
-        torch.set_rng_state(ck["torch_rng"])
         log(f"resumed from {ckpt_path} at step {step}")
+    out.mkdir(parents=True, exist_ok=True)
     with open(out / "config.json", "w") as f:
         json.dump(asdict(cfg), f, indent=2)
 
-    def checkpoint():
+    def rng_state() -> dict:
+        return {"data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "quantizer_usage": usage.detach().clone()}  # (stays on the device until saved)
+
+    def checkpoint(rngs: dict | None = None):
+        rngs = {k: v.cpu() if torch.is_tensor(v) else v for k, v in (rngs or rng_state()).items()}
         _save(ckpt_path, {"model": model.state_dict(), "opt": opt.state_dict(),
                           "sched": sched.state_dict(), "step": step, "config": asdict(cfg),
-                          "last": last, "data_rng": data.rng.bit_generator.state,
-                          "torch_rng": torch.get_rng_state()})
+                          "last": last, **rngs})
 
     t_start = t_ckpt = time.time()
+    start_step = step
+    rngs = rng_state()  # state after the last whole step (for an interrupt checkpoint)
     sums: dict[str, float] = {}
     count = 0
+    guard = InterruptGuard()
     model.train()
     if cfg.stage == 2:
         model.encoder.eval()
         model.quantizer.eval()
-    with open(out / "log.jsonl", "a") as logf:
-        while step < cfg.steps:
-            if cfg.stage == 1:
-                x = torch.from_numpy(data.clean(cfg.batch_size)).to(dev)
-                rec, vq, _ = model.autoencode(x)
-                l1 = F.l1_loss(rec, x)
-                loss = l1 + cfg.w_vq * vq
-                parts = {"l1": l1.item(), "vq": vq.item()}
-            else:
-                hq, lq, types = (torch.from_numpy(a).to(dev) for a in data.pairs(cfg.batch_size, cfg.max_mix,
-                                                                           cfg.type_dropout))
-                with torch.no_grad():
-                    f_hq, _ = model.encoder(hq)
-                    idx = model.quantizer.features_to_indices(f_hq)
-                f_cond, skips, d = model.condition(lq, types)
-                align = F.mse_loss(f_cond, f_hq)
-                logits = model.teacher_logits(idx, f_cond, d)
-                ce = F.cross_entropy(torch.cat(logits, 1).flatten(0, 1),
-                                     torch.cat([i.flatten(1) for i in idx], 1).flatten())
-                with torch.no_grad():
-                    pred = [lg.argmax(-1).view_as(i) for lg, i in zip(logits, idx)]
-                    acc = float(torch.cat([(p == i).flatten() for p, i in zip(pred, idx)]).float().mean())
-                    if cfg.free_run > 0 and float(torch.rand(())) < cfg.free_run:
-                        pred = model.generate(f_cond.detach(), d.detach())  # as at inference
-                    f_pred = model.quantizer.indices_to_features(pred)
-                rec = model.reconstruct(f_pred, skips, lq)
-                pix = F.l1_loss(rec, hq)
-                loss = cfg.w_ce * ce + cfg.w_align * align + cfg.w_pix * pix
-                parts = {"ce": ce.item(), "align": align.item(), "l1": pix.item(), "token_acc": acc}
-            if not torch.isfinite(loss):
-                raise ModelError(f"training diverged at step {step} (loss {loss.item()})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            if cfg.stage == 1 and cfg.restart_every and step % cfg.restart_every == 0 \
-                    and step < 0.8 * cfg.steps:
-                with torch.no_grad():
-                    f, _ = model.encoder(x)
-                parts["restarted"] = model.quantizer.restart_dead_codes(f)
-            for k, v in {"loss": loss.item(), **parts}.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                last = {"stage": cfg.stage, "step": step,
-                        **{k: round(v / count, 5) for k, v in sums.items()},
-                        "lr": sched.get_last_lr()[0], "minutes": round((time.time() - t_start) / 60, 2)}
-                sums, count = {}, 0
-                if cfg.val_every and val_scenes and (step % cfg.val_every == 0 or step == cfg.steps):
-                    last["val"] = validate(model, cfg.stage, val_scenes, min(64, cfg.patch * 2))
-                    if cfg.stage == 2:
-                        model.encoder.eval()
-                        model.quantizer.eval()
-                logf.write(json.dumps(last) + "\n")
-                logf.flush()
-                log(json.dumps(last))
-            if time.time() - t_ckpt > cfg.ckpt_minutes * 60:
-                checkpoint()
-                t_ckpt = time.time()
-            if cfg.max_minutes and (time.time() - t_start) > cfg.max_minutes * 60:
-                log(f"time limit reached at step {step}")
-                break
+    try:
+        with guard, open(out / "log.jsonl", "a") as logf:
+            while step < cfg.steps:
+                rngs = rng_state()
+                if cfg.stage == 1:
+                    x = torch.from_numpy(data.clean(cfg.batch_size)).to(dev)
+                    rec, vq, _ = model.autoencode(x)
+                    l1 = F.l1_loss(rec, x)
+                    loss = l1 + cfg.w_vq * vq
+                    parts = {"l1": l1.item(), "vq": vq.item()}
+                else:
+                    hq, lq, types = (torch.from_numpy(a).to(dev) for a in data.pairs(cfg.batch_size, cfg.max_mix,
+                                                                               cfg.type_dropout))
+                    with torch.no_grad():
+                        f_hq, _ = model.encoder(hq)
+                        idx = model.quantizer.features_to_indices(f_hq)
+                    f_cond, skips, d = model.condition(lq, types)
+                    align = F.mse_loss(f_cond, f_hq)
+                    logits = model.teacher_logits(idx, f_cond, d)
+                    ce = F.cross_entropy(torch.cat(logits, 1).flatten(0, 1),
+                                         torch.cat([i.flatten(1) for i in idx], 1).flatten())
+                    with torch.no_grad():
+                        pred = [lg.argmax(-1).view_as(i) for lg, i in zip(logits, idx)]
+                        acc = float(torch.cat([(p == i).flatten() for p, i in zip(pred, idx)]).float().mean())
+                        if cfg.free_run > 0 and float(torch.rand(())) < cfg.free_run:
+                            pred = model.generate(f_cond.detach(), d.detach())  # as at inference
+                        f_pred = model.quantizer.indices_to_features(pred)
+                    rec = model.reconstruct(f_pred, skips, lq)
+                    pix = F.l1_loss(rec, hq)
+                    loss = cfg.w_ce * ce + cfg.w_align * align + cfg.w_pix * pix
+                    parts = {"ce": ce.item(), "align": align.item(), "l1": pix.item(), "token_acc": acc}
+                if not torch.isfinite(loss):
+                    raise ModelError(f"training diverged at step {step} (loss {loss.item()})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                with guard.commit():  # Ctrl-C waits until the step is whole
+                    opt.step()
+                    sched.step()
+                    step += 1
+                    if cfg.stage == 1 and cfg.restart_every and step % cfg.restart_every == 0 \
+                            and step < 0.8 * cfg.steps:
+                        with torch.no_grad():
+                            f, _ = model.encoder(x)
+                        parts["restarted"] = model.quantizer.restart_dead_codes(f)
+                    rngs = rng_state()
+                for k, v in {"loss": loss.item(), **parts}.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    last = {"stage": cfg.stage, "step": step,
+                            **{k: round(v / count, 5) for k, v in sums.items()},
+                            "lr": sched.get_last_lr()[0], "minutes": round((time.time() - t_start) / 60, 2)}
+                    sums, count = {}, 0
+                    if cfg.val_every and val_scenes and (step % cfg.val_every == 0 or step == cfg.steps):
+                        last["val"] = validate(model, cfg.stage, val_scenes, min(64, cfg.patch * 2))
+                        if cfg.stage == 2:
+                            model.encoder.eval()
+                            model.quantizer.eval()
+                    logf.write(json.dumps(last) + "\n")
+                    logf.flush()
+                    log(json.dumps(last))
+                if time.time() - t_ckpt > cfg.ckpt_minutes * 60:
+                    checkpoint()
+                    t_ckpt = time.time()
+                if cfg.max_minutes and (time.time() - t_start) > cfg.max_minutes * 60:
+                    log(f"time limit reached at step {step}")
+                    break
+    except BaseException as e:
+        save_on_exit(lambda: checkpoint(rngs), step > start_step, guard, e, log, ckpt_path, step)
+        raise
     checkpoint()
     return last
 
 
-def export_weights(checkpoint, out_file=None, note: str = "") -> dict:
+def export_weights(checkpoint, out_file=None, note: str = "", overwrite: bool = True) -> dict:
     """Write the model of a stage-2 checkpoint as fp16 safetensors (into weights/ by
-    default, named by the preset's spec) and record it in that folder's manifest.json."""
+    default, named by the preset's spec) and record it in that folder's manifest.json.
+    ``overwrite=False`` (the CLI without --force) refuses to replace an existing file or
+    manifest entry; a checkpoint of another kind is a one-line ModelError."""
     from hsirestore.registry import get_spec
+    from hsirestore.training.common import check_export_target, load_checkpoint, require_kind
     from hsirestore.weights import publish_weights, weights_dir
 
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    cfg = ck["config"]
+    ck = load_checkpoint(checkpoint)
+    preset = require_kind(ck, checkpoint, "restore")
+    cfg = ck.get("config") or {}
     if cfg.get("stage") != 2:
         raise OptionError(f"{checkpoint} is a stage-{cfg.get('stage')} checkpoint; export a "
                           "stage-2 checkpoint (OUT/stage2/last.pt)")
-    spec = get_spec(cfg["preset"])
+    spec = get_spec(preset)
     name = spec.weights or f"{spec.name}.safetensors"
     out_file = Path(out_file) if out_file else weights_dir() / name
+    check_export_target(out_file, overwrite)
     config = {**spec.config, **cfg.get("model_overrides", {})}
     prior = int(cfg.get("init_steps") or 0)  # stage-2 steps behind exported --init weights
     total = int(ck["step"]) + prior

@@ -192,14 +192,15 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, out: Path, resume: bool = False, cubes=None,
                  synthetic=None, cameras=None):
         from hsirestore.registry import build_model, get_spec
+        from hsirestore.training.common import (InterruptGuard, check_config, check_resume_preset,
+                                                check_run_folder, check_task, load_checkpoint,
+                                                load_model_state)
 
         if cfg.stage not in (1, 2):
             raise OptionError(f"--stage must be 1 or 2; got {cfg.stage}")
-        if cfg.steps < 1 or cfg.batch_size < 1:
-            raise OptionError("--steps and --batch-size must be >= 1")
+        check_config(cfg)
+        check_task(cfg.preset, "rgb2hsi")
         spec = get_spec(cfg.preset)
-        if spec.task != "rgb2hsi":
-            raise ModelError(f"{cfg.preset!r} is not an MCGA (rgb2hsi) preset")
         if cfg.patch % spec.size_multiple:
             raise OptionError(f"--patch must be a multiple of {spec.size_multiple}")
         self.cfg, self.out, self.spec = cfg, Path(out), spec
@@ -218,13 +219,8 @@ class Trainer:
         if cfg.stage == 2 and not cfg.init_weights and not (self.out / "stage1.pt").exists():
             raise ModelError(f"stage 2 needs the stage-1 checkpoint {self.out / 'stage1.pt'}; "
                              "run --stage 1 first (or pass --init-weights)")
-        if (self.out / f"stage{cfg.stage}.pt").exists() and not resume:
-            raise OptionError(f"{self.out / f'stage{cfg.stage}.pt'} exists; pass --resume to "
-                              "continue it or use another --out")
-        self.out.mkdir(parents=True, exist_ok=True)
+        check_run_folder(self.out / f"stage{cfg.stage}.pt", resume)
         torch.manual_seed(cfg.seed)
-        if cfg.threads < 0:
-            raise OptionError(f"--threads must be >= 0; got {cfg.threads}")
         torch.set_num_threads(cfg.threads or max(1, min(8, (os.cpu_count() or 2) - 1)))
         self.rng = np.random.default_rng(cfg.seed)
         self.model = build_model(cfg.preset, beta=cfg.beta)
@@ -232,6 +228,10 @@ class Trainer:
             from hsirestore.training.cave import load_cave
 
             cubes = [c for _, c, _ in load_cave("train")]
+        small = [c.shape for c in cubes if min(c.shape[1:]) < cfg.patch]
+        if small:
+            raise OptionError(f"--patch {cfg.patch} is larger than a training scene "
+                              f"({small[0][1]}x{small[0][2]})")
         self.cave = PatchSampler(cubes, cfg.seed)
         self.synth = synthetic if synthetic is not None else SyntheticSpectra(cfg.seed)
         if cfg.stage == 2:
@@ -267,30 +267,36 @@ class Trainer:
                 s1 = self.out / "stage1.pt"
                 if not s1.exists():
                     raise ModelError(f"stage 2 needs the stage-1 checkpoint {s1}; run --stage 1 first")
-                ck = torch.load(s1, map_location="cpu", weights_only=True)
+                ck = load_checkpoint(s1)
                 if ck.get("preset") != cfg.preset:
                     raise ModelError(f"{s1} was trained for preset {ck.get('preset')!r}, not {cfg.preset!r}")
-                self.model.load_state_dict(ck["model"])
+                load_model_state(self.model, ck["model"], s1)
             self.model.freeze_stage1()
             params = [p for p in self.model.stage2_parameters()]
         else:
             params = list(self.model.vq.parameters())
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.usage = {}
-        if resume and self.ckpt.exists():
-            ck = torch.load(self.ckpt, map_location="cpu", weights_only=True)
-            if ck.get("preset") != cfg.preset:
-                raise ModelError(f"{self.ckpt} is for preset {ck.get('preset')!r}, not {cfg.preset!r}")
-            self.model.load_state_dict(ck["model"])
-            self.opt.load_state_dict(ck["optimizer"])
-            self.step = int(ck["step"])
+        self.usage = {}  # stage 1: {(source, scale): codes used since the last restart}
+        self._guard = InterruptGuard()
+        if resume:
+            ck = load_checkpoint(self.ckpt)
+            check_resume_preset(self.ckpt, ck, cfg.preset)
+            load_model_state(self.model, ck["model"], self.ckpt)
+            try:
+                self.opt.load_state_dict(ck["optimizer"])
+                self.step = int(ck["step"])
+                # older checkpoints lack some of these: those parts restart from the seed
+                for key, gen in (("rng", self.rng), ("cave_rng", self.cave.rng),
+                                 ("synth_rng", getattr(self.synth, "rng", None))):
+                    if key in ck and gen is not None:
+                        gen.bit_generator.state = ck[key]
+                if "torch_rng" in ck:
+                    torch.set_rng_state(ck["torch_rng"])
+                self.usage = {(int(s), int(i)): used.bool().cpu() for s, i, used in ck.get("usage", [])}
+            except (KeyError, ValueError, TypeError, RuntimeError) as e:
+                raise ModelError(f"cannot resume from {self.ckpt}: {type(e).__name__}: "
+                                 f"{(str(e).splitlines() or [''])[0][:200]}") from e
             cfg.init_steps = ck.get("config", {}).get("init_steps")  # steps behind the run's start
-            if "rng" in ck:
-                self.rng.bit_generator.state = ck["rng"]
-            if "torch_rng" in ck:
-                torch.set_rng_state(ck["torch_rng"])
-        elif self.ckpt.exists() and not resume:
-            raise OptionError(f"{self.ckpt} exists; pass --resume to continue it or use another --out")
 
     # -- batches
     def _hsi_batch(self, source: int) -> torch.Tensor:
@@ -321,18 +327,21 @@ class Trainer:
         loss = charbonnier(rec, x) + self.cfg.beta * vq
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt.step()
-        vqm = self.model.vq
-        for i, idx in vqm.last_indices.items():
-            key = (source, i)
-            used = self.usage.setdefault(key, torch.zeros(vqm.codebook_size, dtype=torch.bool))
-            used[idx.flatten().unique().cpu()] = True
-        restarted = 0
-        if self.cfg.restart_every and (self.step + 1) % self.cfg.restart_every == 0:
-            for (s, i), used in list(self.usage.items()):
-                if s == source:
-                    restarted += vqm.restart_entries(s, i, ~used)
-                    self.usage[(s, i)] = torch.zeros_like(used)
+        with self._guard.commit():  # Ctrl-C waits until the step is whole
+            self.opt.step()
+            vqm = self.model.vq
+            for i, idx in vqm.last_indices.items():
+                key = (source, i)
+                used = self.usage.setdefault(key, torch.zeros(vqm.codebook_size, dtype=torch.bool))
+                used[idx.flatten().unique().cpu()] = True
+            restarted = 0
+            if self.cfg.restart_every and (self.step + 1) % self.cfg.restart_every == 0:
+                for (s, i), used in list(self.usage.items()):
+                    if s == source:
+                        restarted += vqm.restart_entries(s, i, ~used)
+                        self.usage[(s, i)] = torch.zeros_like(used)
+            self.step += 1
+            self._rngs = self._rng_state()
         return {"loss": float(loss.detach()), "vq": float(vq.detach()), "source": source, "restarted": restarted}
 
     def _stage2_step(self) -> dict:
@@ -351,14 +360,29 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(self.model.stage2_parameters()), 1.0)
-        self.opt.step()
+        with self._guard.commit():  # Ctrl-C waits until the step is whole
+            self.opt.step()
+            self.step += 1
+            self._rngs = self._rng_state()
         return {"loss": float(loss.detach())}
 
-    def save(self) -> None:
+    def _rng_state(self) -> dict:
+        """Everything random a resume needs to continue exactly: the generators of the
+        trainer and both patch sources, torch's, and the stage-1 code usage."""
+        state = {"rng": self.rng.bit_generator.state, "cave_rng": self.cave.rng.bit_generator.state,
+                 "torch_rng": torch.get_rng_state(),
+                 "usage": [[s, i, used.clone()] for (s, i), used in self.usage.items()]}
+        if getattr(self.synth, "rng", None) is not None:
+            state["synth_rng"] = self.synth.rng.bit_generator.state
+        return state
+
+    def save(self, rngs: dict | None = None) -> None:
+        """Checkpoint the stage (``rngs``: a snapshot taken after the last whole step)."""
+        self.out.mkdir(parents=True, exist_ok=True)
         _save(self.ckpt, {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                           "step": self.step, "preset": self.cfg.preset, "stage": self.cfg.stage,
                           "config": {k: v for k, v in asdict(self.cfg).items()},
-                          "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state()})
+                          **(rngs or self._rng_state())})
 
     def export(self) -> Path:
         from hsirestore.weights import save_state_dict
@@ -370,35 +394,46 @@ class Trainer:
         return path
 
     def run(self, echo=print) -> dict:
+        """Train to ``cfg.steps`` (or the time limit) and checkpoint. Ctrl-C or an error
+        after at least one step of this call checkpoints the last whole step first; an
+        error before that leaves no checkpoint behind (so the corrected command can start
+        the run again)."""
+        from hsirestore.training.common import save_on_exit
+
         cfg = self.cfg
         t0 = time.time()
         deadline = t0 + 60 * cfg.max_minutes if cfg.max_minutes else None
-        log = open(self.out / "log.jsonl", "a")
+        self.out.mkdir(parents=True, exist_ok=True)
         losses = []
         last_ckpt = time.time()
+        start = self.step
+        self._rngs = self._rng_state()
         try:
-            while self.step < cfg.steps:
-                for g in self.opt.param_groups:
-                    g["lr"] = _lr_at(self.step, cfg)
-                rec = self._stage1_step() if cfg.stage == 1 else self._stage2_step()
-                losses.append(rec["loss"])
-                self.step += 1
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    line = {"stage": cfg.stage, "step": self.step, "lr": self.opt.param_groups[0]["lr"],
-                            "loss": float(np.mean(losses[-cfg.log_every:])),
-                            "elapsed_s": round(time.time() - t0, 1)}
-                    line.update({k: v for k, v in rec.items() if k not in ("loss",)})
-                    log.write(json.dumps(line) + "\n")
-                    log.flush()
-                    echo(json.dumps(line))
-                if self.step % cfg.ckpt_every == 0 or time.time() - last_ckpt > 300:
-                    self.save()
-                    last_ckpt = time.time()
-                if deadline and time.time() > deadline:
-                    break
-        finally:
-            self.save()
-            log.close()
+            with self._guard, open(self.out / "log.jsonl", "a") as log:
+                while self.step < cfg.steps:
+                    self._rngs = self._rng_state()
+                    for g in self.opt.param_groups:
+                        g["lr"] = _lr_at(self.step, cfg)
+                    rec = self._stage1_step() if cfg.stage == 1 else self._stage2_step()
+                    losses.append(rec["loss"])
+                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                        line = {"stage": cfg.stage, "step": self.step, "lr": self.opt.param_groups[0]["lr"],
+                                "loss": float(np.mean(losses[-cfg.log_every:])),
+                                "elapsed_s": round(time.time() - t0, 1)}
+                        line.update({k: v for k, v in rec.items() if k not in ("loss",)})
+                        log.write(json.dumps(line) + "\n")
+                        log.flush()
+                        echo(json.dumps(line))
+                    if self.step % cfg.ckpt_every == 0 or time.time() - last_ckpt > 300:
+                        self.save()
+                        last_ckpt = time.time()
+                    if deadline and time.time() > deadline:
+                        break
+        except BaseException as e:
+            save_on_exit(lambda: self.save(self._rngs), self.step > start, self._guard, e, echo,
+                         self.ckpt, self.step)
+            raise
+        self.save()
         result = {"stage": cfg.stage, "step": self.step, "checkpoint": str(self.ckpt),
                   "loss_first": losses[0] if losses else None,
                   "loss_last": float(np.mean(losses[-10:])) if losses else None}
@@ -407,20 +442,26 @@ class Trainer:
         return result
 
 
-def export_weights(checkpoint, out_file=None, metrics: dict | None = None, note: str = "") -> dict:
+def export_weights(checkpoint, out_file=None, metrics: dict | None = None, note: str = "",
+                   overwrite: bool = True) -> dict:
     """Write the model of a stage-2 checkpoint (OUT/stage2.pt) as fp16 safetensors (into
     weights/ by default, named by the preset's spec) and record it in that folder's
-    manifest.json with ``metrics`` (e.g. the JSON of benchmarks/rgb2hsi_val.py)."""
+    manifest.json with ``metrics`` (e.g. the JSON of benchmarks/rgb2hsi_val.py).
+    ``overwrite=False`` (the CLI without --force) refuses to replace an existing file or
+    manifest entry; a checkpoint of another kind is a one-line ModelError."""
     from hsirestore.registry import get_spec
+    from hsirestore.training.common import check_export_target, load_checkpoint, require_kind
     from hsirestore.weights import publish_weights, weights_dir
 
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ck = load_checkpoint(checkpoint)
+    preset = require_kind(ck, checkpoint, "rgb2hsi")
     if ck.get("stage") != 2:
         raise OptionError(f"{checkpoint} is a stage-{ck.get('stage')} checkpoint; export a "
                           "stage-2 checkpoint (OUT/stage2.pt)")
-    spec = get_spec(ck["preset"])
+    spec = get_spec(preset)
     name = spec.weights or f"{spec.name}.safetensors"
     out_file = Path(out_file) if out_file else weights_dir() / name
+    check_export_target(out_file, overwrite)
     cfg = ck.get("config", {})
     prior = int(cfg.get("init_steps") or 0)  # stage-2 steps behind --init-weights
     total = int(ck["step"]) + prior
