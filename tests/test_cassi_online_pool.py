@@ -9,7 +9,7 @@ import scipy.io as sio
 import torch
 from typer.testing import CliRunner
 
-from hsirestore.inference.gaptv import gap_tv
+from hsirestore.physics.gaptv import gap_tv
 from hsirestore.physics.cassi import cassi_forward
 from hsirestore.training.cassi_pool import OnlineGaptvPatches
 

@@ -1,6 +1,6 @@
 import torch
 
-from hsirestore.inference.gaptv import _div, _grad, gap_tv, tv_denoise
+from hsirestore.physics.gaptv import _div, _grad, gap_tv, tv_denoise
 from hsirestore.physics.cassi import cassi_adjoint, cassi_forward, mask_phi_sum
 
 

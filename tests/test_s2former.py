@@ -105,7 +105,7 @@ def test_unfolded_gaptv_init_matches_external_estimate():
     """init="gap-tv" runs GAP-TV on the measurement itself unless an estimate is passed."""
     import pytest
 
-    from hsirestore.inference.gaptv import gap_tv
+    from hsirestore.physics.gaptv import gap_tv
     from hsirestore.models.s2former import UnfoldedS2Transformer
     from hsirestore.physics.cassi import cassi_forward
 

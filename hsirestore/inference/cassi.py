@@ -172,7 +172,7 @@ class CassiDecoder:
         yn = torch.from_numpy(meas / np.float32(s))
         mk = torch.from_numpy(mask)
         if self.method == "gap-tv":
-            from hsirestore.inference.gaptv import gap_tv
+            from hsirestore.physics.gaptv import gap_tv
 
             out = gap_tv(yn.to(self.device), mk.to(self.device), self.bands, self.step,
                          iterations=self.gaptv_iters, tv_weight=self.gaptv_weight)

@@ -411,7 +411,7 @@ class UnfoldedS2Transformer(nn.Module):
 
     def initial_estimate(self, mask: torch.Tensor, meas: torch.Tensor) -> torch.Tensor:
         """GAP-TV estimate of every measurement: (N, 1, H, W), (N, H, W') -> (N, B, H, W)."""
-        from hsirestore.inference.gaptv import gap_tv
+        from hsirestore.physics.gaptv import gap_tv
 
         return gap_tv(meas, mask[:, 0], self.bands, self.step, self.gaptv_iters,
                       self.gaptv_weight).to(meas.dtype)

@@ -73,7 +73,7 @@ def build_gaptv_pool(folder: os.PathLike | str, data_dir: Path, tile: int = 256,
     """Compute the missing tiles of this shard into ``folder``; returns how many were made."""
     import torch
 
-    from hsirestore.inference.gaptv import gap_tv
+    from hsirestore.physics.gaptv import gap_tv
 
     torch.set_num_threads(threads)
     folder = Path(folder)
@@ -191,7 +191,7 @@ class OnlineGaptvPatches:
     def _fill(self, slots) -> None:
         import torch
 
-        from hsirestore.inference.gaptv import gap_tv
+        from hsirestore.physics.gaptv import gap_tv
 
         t, rng = self.tile, self.rng
         xs, ms = [], []
