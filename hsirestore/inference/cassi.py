@@ -9,10 +9,11 @@ counts, [0, 1]-normalised data and the 2/28-scaled convention decode to the same
 that scale.
 
 Large inputs are decoded in overlapping tiles of the cube grid (default 256 px, 64 px
-overlap, raised-cosine blending). Tile (r0:r1, c0:c1) uses the mask window (r0:r1, c0:c1)
-and the measurement window (r0:r1, c0 : c1 + step*(B-1)), so mask and measurement stay
-aligned; light from outside a tile that spills into its measurement window only affects
-the tile's left/right margins, which the overlap blends away. Models that refine a GAP-TV
+overlap, raised-cosine blending). The measurement columns of a tile also hold light
+dispersed from up to step*(B-1) scene columns on either side, so tile (r0:r1, c0:c1) is
+decoded with that much context: mask window (r0:r1, a:b) with a = c0 - step*(B-1),
+b = c1 + step*(B-1) (clipped to the image) and measurement window (r0:r1, a : b +
+step*(B-1)), mask and measurement aligned; only its core c0:c1 is kept and blended. Models that refine a GAP-TV
 estimate (``s2former-gaptv``) get one GAP-TV pass over the whole measurement first, and
 each tile refines its window of it.
 """
@@ -236,9 +237,13 @@ class CassiDecoder:
         rows, cols = axis_profiles(h, th, oh), axis_profiles(w, tw, ow)
         for r0, r1, wr in rows:
             for c0, c1, wc in cols:
-                out = self._run_tile(yn[r0:r1, c0 : c1 + ext], mk[r0:r1, c0:c1],
-                                     est[:, r0:r1, c0:c1] if est is not None else None)
+                # the measurement columns of scene columns c0:c1 also hold light dispersed from
+                # up to `ext` scene columns on either side: decode the tile with that much
+                # context on both sides and keep its core (blending cannot hide the spill)
+                a, b = max(0, c0 - ext), min(w, c1 + ext)
+                out = self._run_tile(yn[r0:r1, a : b + ext], mk[r0:r1, a:b],
+                                     est[:, r0:r1, a:b] if est is not None else None)
                 weight = torch.from_numpy(np.outer(wr, wc))
-                acc[:, r0:r1, c0:c1] += out.double() * weight
+                acc[:, r0:r1, c0:c1] += out[:, :, c0 - a : c1 - a].double() * weight
         total = np.outer(axis_weight_sum(h, th, oh), axis_weight_sum(w, tw, ow))
         return (acc.numpy() / total).astype(np.float32)
