@@ -186,8 +186,9 @@ class RgbToHsi:
         weights: checkpoint (safetensors/torch) for MCGA or an .npz for the baseline;
             None: the shipped file (a ModelError names it when it is missing).
         device: auto | cpu | cuda | cuda:N.
-        tta: test-time adaptation (MCGA only): per image (per tile), ``tta_steps`` Adam steps
-            at ``tta_lr`` minimising the entropy of the codebook-query probabilities,
+        tta: test-time adaptation (MCGA only): per image (per batch of tiles; per tile with
+            the default batch_size 1), ``tta_steps`` Adam steps at ``tta_lr`` minimising the
+            entropy of the codebook-query probabilities,
             updating only the grayscale-aware (GA) parameters; the original weights are
             restored afterwards, so an image's result never depends on earlier images.
         srgb: linearise gamma-encoded (sRGB) input first.
