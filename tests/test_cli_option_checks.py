@@ -310,3 +310,23 @@ def test_version_matches_pyproject():
 
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert hsirestore.__version__ == re.search(r'^version = "([^"]+)"', text, re.M).group(1)
+
+
+def test_batches_never_rewrite_their_own_inputs_and_summary_goes_into_the_new_folder(tmp_path):
+    import hashlib
+
+    x = np.random.default_rng(0).random((31, 40, 40)).astype(np.float32)
+    a, a_out = tmp_path / "a.h5", tmp_path / "a_restored.h5"
+    write_cube(Cube(x), a)
+    write_cube(Cube(x * 0.5), a_out)  # also an input of the batch
+    before = hashlib.sha256(a_out.read_bytes()).hexdigest()
+    msg = _error_line(_run("denoise", a, a_out, "-d", "noise", "--force"))
+    assert "would overwrite the input" in msg
+    assert hashlib.sha256(a_out.read_bytes()).hexdigest() == before
+    msg = _error_line(_run("denoise", a, "-o", tmp_path / "s.h5", "--summary", a, "-d", "noise"))
+    assert "would overwrite the input" in msg
+    # --summary inside the output folder that the command creates
+    r = _run("denoise", a, "-o", tmp_path / "new", "--summary", tmp_path / "new" / "log.jsonl",
+             "-d", "noise", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "new" / "log.jsonl").read_text().count("\n") == 1

@@ -295,3 +295,27 @@ def test_envi_bad_bands_are_kept_as_read(tmp_path, hsivar_tiny_weights, stream):
     np.testing.assert_array_equal(out.data[bad], cube.data[bad])  # bad bands as read
     assert np.abs(out.data[~bad]).max() < 1500  # the garbage (~5000) did not reach the good bands
     assert out.attrs["envi_header"]["bbl"] == bbl
+
+
+@pytest.mark.parametrize("suffix", [".hdr", ".tif", ".h5", ".mat"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_integer_outputs_keep_valid_values_off_nodata(tmp_path, suffix, stream):
+    from hsirestore.io import create_cube
+
+    x = np.full((3, 8, 8), 50.0, np.float32)
+    x[:, 2, 2] = [0.2, -3.0, 5.0]  # valid values that would round (or clip) to nodata 0
+    x[:, 3, 3] = 0.1  # every band at nodata after rounding: a nodata pixel (the readers' rule)
+    x[:, 5, 5] = np.nan  # an invalid pixel
+    cube = Cube(x, nodata=0.0)
+    path = tmp_path / f"o{suffix}"
+    if stream:
+        sink = create_cube(path, cube, x.shape, dtype="uint16")
+        sink.write_window(0, 0, x)
+        sink.commit()
+    else:
+        write_cube(cube, path, dtype="uint16")
+    back = read_cube(path)
+    if suffix != ".mat":  # .mat has no nodata field: its reader cannot flag the pixel
+        assert back.valid is not None and not back.valid[5, 5] and back.valid[2, 2]
+    np.testing.assert_array_equal(back.data[:, 2, 2], [1, 1, 5])  # one count above nodata
+    np.testing.assert_array_equal(back.data[:, 3, 3], [0, 0, 0])

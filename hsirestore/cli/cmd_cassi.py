@@ -103,8 +103,7 @@ def cassi(
 ) -> None:
     import numpy as np
 
-    from hsirestore.cli.common import (check_distinct_targets, output_is_folder,
-                                       refuse_overwriting_inputs)
+    from hsirestore.cli.common import check_batch_files, check_distinct_targets, output_is_folder
     from hsirestore.errors import FormatError, InvalidValueError, OptionError, ShapeError
     from hsirestore.inference.cassi import CassiDecoder
     from hsirestore.io import read_cube
@@ -126,8 +125,6 @@ def cassi(
         raise OptionError(f"--overlap must be >= 0; got {overlap}")
     if not (np.isfinite(data_range) and data_range > 0):
         raise InvalidValueError(f"--data-range must be > 0; got {data_range:g}")
-    if summary is not None and not summary.parent.exists():
-        raise OptionError(f"--summary {summary}: folder {summary.parent} does not exist")
 
     files, folder = _expand(meas, mask)
     batch = len(files) > 1 or folder
@@ -143,8 +140,9 @@ def cassi(
             raise FormatError(f"{files[0]}: file not found")
         dst = output if output is not None and not to_folder else _default_output(files[0], outdir, ext)
         jobs = [(files[0], dst)]
-    for src, dst in jobs:
-        refuse_overwriting_inputs([src, mask, reference], _targets(dst, preview, reference))
+    check_batch_files(files + [mask, reference],
+                      [p for _, dst in jobs for p in _targets(dst, preview, reference)],
+                      summary, outdir)
     if not batch and not to_folder:
         check_writable(_targets(jobs[0][1], preview, reference), force)
 

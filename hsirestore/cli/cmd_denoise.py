@@ -162,8 +162,8 @@ def _restore_cmd(
     from hsirestore.io import output_paths
     from hsirestore.io.atomic import check_writable
 
-    from hsirestore.cli.common import (check_distinct_targets, output_is_folder,
-                                       refuse_overwriting_inputs)
+    from hsirestore.cli.common import (check_batch_files, check_distinct_targets,
+                                       output_is_folder, refuse_overwriting_inputs)
     from hsirestore.io.hdf5 import split_path
 
     if layout is not None and layout not in ("bands-first", "bands-last"):
@@ -193,8 +193,9 @@ def _restore_cmd(
         refuse_overwriting_inputs([src], targets)
         if not to_folder:
             check_writable(targets, force)
-    if summary is not None and not summary.parent.exists():
-        raise OptionError(f"--summary {summary}: folder {summary.parent} does not exist")
+    check_batch_files(files, [p for _, dst in jobs for p in output_paths(dst)
+                              + ([_preview_path(dst)] if preview else [])],
+                      summary, output if to_folder else None)
     if "+" in degradation or degradation.strip().lower() not in ("auto", "generic", "unknown"):
         from hsirestore.physics.degradations import parse_degradation
 

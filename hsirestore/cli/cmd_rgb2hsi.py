@@ -89,8 +89,8 @@ def rgb2hsi(
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
     summary: Path = typer.Option(None, help="Also append the JSON lines to this file."),
 ) -> None:
-    from hsirestore.cli.common import (_err, check_distinct_targets, output_is_folder,
-                                       refuse_overwriting_inputs)
+    from hsirestore.cli.common import (_err, check_batch_files, check_distinct_targets,
+                                       output_is_folder, refuse_overwriting_inputs)
     from hsirestore.errors import FormatError, OptionError
     from hsirestore.inference.rgb2hsi import RgbToHsi
     from hsirestore.io import detect_format, output_paths, write_cube
@@ -118,8 +118,6 @@ def rgb2hsi(
     if batch:
         jobs = [(f, named(f)) for f in files]
         check_distinct_targets(jobs)
-        refuse_overwriting_inputs(files, [p for _, dst in jobs for p in output_paths(dst)]
-                                  + ([preview_of(dst) for _, dst in jobs] if preview else []))
     else:
         src = files[0]
         if not src.exists():
@@ -133,8 +131,9 @@ def rgb2hsi(
         refuse_overwriting_inputs([src], targets)
         if not (to_folder and output is not None and not output.exists()):
             check_writable(targets, force)
-    if summary is not None and not summary.parent.exists():
-        raise OptionError(f"--summary {summary}: folder {summary.parent} does not exist")
+    check_batch_files(files, [p for _, dst in jobs for p in output_paths(dst)
+                              + ([preview_of(dst)] if preview else [])],
+                      summary, output if to_folder else None)
 
     pred = RgbToHsi(model_name=model, weights=weights, device=device, tta=tta,
                     tta_steps=5 if tta_steps is None else tta_steps,

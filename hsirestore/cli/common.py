@@ -193,3 +193,16 @@ def run_jobs(jobs, *, batch: bool, force: bool, summary: Path | None, outputs_of
     if failed:
         _err(f"{failed} of {len(jobs)} inputs failed")
         raise typer.Exit(1)
+
+
+def check_batch_files(inputs, outputs, summary: Path | None, outdir: Path | None) -> None:
+    """Before any work: no output (of any job) and no --summary file is one of the inputs
+    (of any job, so a batch never rewrites a file it has still to read), and --summary's
+    folder exists or is the output folder about to be made."""
+    from hsirestore.errors import OptionError
+
+    refuse_overwriting_inputs(inputs, list(outputs) + ([summary] if summary is not None else []))
+    if summary is not None and not summary.parent.exists():
+        pending = outdir is not None and summary.parent.resolve() == Path(outdir).resolve()
+        if not pending:
+            raise OptionError(f"--summary {summary}: folder {summary.parent} does not exist")

@@ -118,14 +118,26 @@ def invalid_fill(nodata: float | None, dtype) -> float | None:
     return 0.0 if integer else None
 
 
-def fill_invalid(data: np.ndarray, fill: float | None, valid: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def fill_invalid(data: np.ndarray, fill: float | None, valid: np.ndarray | None = None,
+                 dtype=None, nodata: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(bands, h, w) float data with every invalid pixel -- ``valid`` False or a non-finite
     value in any band -- set to ``fill`` in all bands (NaN when ``fill`` is None), plus the
-    (h, w) bool mask of those pixels. The input array is never modified."""
+    (h, w) bool mask of those pixels. With an integer output ``dtype`` and a declared
+    ``nodata`` (the fill), values of valid pixels that would round to it are moved one count
+    away, so that they are not read back as nodata. The input array is never modified."""
     bad = ~np.isfinite(data).all(axis=0)
     if valid is not None:
         bad |= ~np.asarray(valid, bool)
+    if (dtype is not None and nodata is not None and np.isfinite(nodata) and fill == nodata
+            and np.dtype(dtype).kind in "ui"):
+        info = np.iinfo(np.dtype(dtype))
+        with np.errstate(invalid="ignore"):
+            at = np.clip(np.rint(data), info.min, info.max) == fill
+        # a pixel at nodata in every band is a nodata pixel (the readers' rule), not a clash
+        clash = at & ~(bad | at.all(axis=0))[None]
+        if clash.any():
+            data = np.array(data, dtype=np.float32)
+            data[clash] = np.float32(fill + 1 if fill < info.max else fill - 1)
     if bad.any():
         data = np.array(data, dtype=np.float32)
         data[:, bad] = np.float32(np.nan if fill is None else fill)

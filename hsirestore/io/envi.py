@@ -460,7 +460,8 @@ def envi_paths(path: Path) -> tuple[Path, Path]:
 
 def write_envi(cube: Cube, path, force: bool = False, dtype: str | None = None) -> list[Path]:
     hdr, dat = envi_paths(path)
-    data, _ = fill_invalid(cube.data, invalid_fill(cube.nodata, dtype or "float32"), cube.valid)
+    data, _ = fill_invalid(cube.data, invalid_fill(cube.nodata, dtype or "float32"), cube.valid,
+                           dtype=dtype, nodata=cube.nodata)
     arr = cast_for_writing(data, dtype)
     with atomic_paths([hdr, dat], force=force) as (thdr, tdat):
         arr.astype(arr.dtype.newbyteorder("<"), copy=False).tofile(tdat)
@@ -487,9 +488,10 @@ class EnviSink:
         preallocate(self.tmp_dat, int(np.prod(self.shape)) * self.dtype.itemsize, self.dat)
         self.mm = np.memmap(self.tmp_dat, dtype=self.dtype.newbyteorder("<"), mode="r+", shape=self.shape)
         self._fill = invalid_fill(meta.nodata, self.dtype)
+        self._nodata = meta.nodata
 
     def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
-        block, _ = fill_invalid(block, self._fill)
+        block, _ = fill_invalid(block, self._fill, dtype=self.dtype, nodata=self._nodata)
         b, h, w = block.shape
         for b0 in range(0, b, _CHUNK):
             self.mm[b0 : b0 + _CHUNK, r0 : r0 + h, c0 : c0 + w] = cast_for_writing(

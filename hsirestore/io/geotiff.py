@@ -234,8 +234,10 @@ def write_geotiff(cube: Cube, path, force: bool = False, dtype: str | None = Non
     import rasterio
 
     path = Path(path)
-    data, bad = fill_invalid(cube.data, invalid_fill(cube.nodata, dtype or "float32"), cube.valid)
     scaling = _stored_scaling(cube, np.dtype(dtype or "float32"))
+    # (valid values are kept off nodata in counts only for unscaled outputs)
+    data, bad = fill_invalid(cube.data, invalid_fill(cube.nodata, dtype or "float32"), cube.valid,
+                             dtype=dtype if scaling is None else None, nodata=cube.nodata)
     if scaling is not None:
         data = _to_counts(data, bad, scaling, cube.nodata)
     arr = cast_for_writing(data, dtype)
@@ -270,13 +272,15 @@ class GeoTiffSink:
             self.ds = rasterio.open(self.tmp, "w", **_profile(meta, self.shape, self.dtype))
         self.meta = meta
         self._fill = invalid_fill(meta.nodata, self.dtype)
+        self._nodata = meta.nodata
         self._scaling = _stored_scaling(meta, self.dtype)
         self._masked = False  # whether the dataset mask has been created
 
     def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
         from rasterio.windows import Window
 
-        block, bad = fill_invalid(block, self._fill)
+        block, bad = fill_invalid(block, self._fill, nodata=self._nodata,
+                                  dtype=self.dtype if self._scaling is None else None)
         if self._scaling is not None:
             block = _to_counts(block, bad, self._scaling, self.meta.nodata)
         b, h, w = block.shape

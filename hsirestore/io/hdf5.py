@@ -275,7 +275,8 @@ def write_hdf5(cube: Cube, path, force: bool = False, dtype: str | None = None) 
     file, inner = split_path(path)
     key = (inner or "cube").lstrip("/")
     # invalid pixels as Hdf5Sink writes them: nodata (else NaN / 0) and False in "valid"
-    data, bad = fill_invalid(cube.data, invalid_fill(cube.nodata, dtype or "float32"), cube.valid)
+    data, bad = fill_invalid(cube.data, invalid_fill(cube.nodata, dtype or "float32"), cube.valid,
+                             dtype=dtype, nodata=cube.nodata)
     arr = cast_for_writing(data, dtype)
     with atomic_paths([file], force=force) as (tmp,):
         with h5py.File(tmp, "w") as f:
@@ -326,6 +327,7 @@ class Hdf5Sink:
         cache = min(self._CACHE_CAP, max(8 << 20, 2 * n_col_chunks * n_band_chunks * chunk_bytes))
         # the value written for invalid pixels (None: leave NaN/Inf as they are)
         self._fill = invalid_fill(meta.nodata, self.dtype)
+        self._nodata = meta.nodata
         self._vkey = _valid_key(self.key)
         self._valid = None
         # w0=1: chunks that were written whole leave the cache first, partial ones stay
@@ -352,7 +354,7 @@ class Hdf5Sink:
         """Write a float32 block (bands, h, w) with its top-left corner at (r0, c0)."""
         block = check_block(self.shape, r0, c0, block)
         _, h, w = block.shape
-        block, bad = fill_invalid(block, self._fill)  # never modifies the caller's array
+        block, bad = fill_invalid(block, self._fill, dtype=self.dtype, nodata=self._nodata)  # never modifies the caller's array
         if bad.any():
             if self._vkey is not None:
                 if self._valid is None:

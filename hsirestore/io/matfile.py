@@ -291,7 +291,7 @@ def write_mat(cube: Cube, path, force: bool = False, dtype: str | None = None,
     path = Path(path)
     out_dtype = np.dtype(dtype or "float32")
     fill = invalid_fill(cube.nodata, out_dtype) if out_dtype.kind in "ui" else None
-    data, _ = fill_invalid(cube.data, fill, cube.valid)
+    data, _ = fill_invalid(cube.data, fill, cube.valid, dtype=out_dtype, nodata=cube.nodata)
     arr = cast_for_writing(data, dtype)
     matlab = np.ascontiguousarray(np.moveaxis(arr, 0, -1))
     if cube.bands == 1:
@@ -345,6 +345,7 @@ class MatV73Sink:
         self.dtype = np.dtype(dtype or "float32")
         cast_for_writing(np.zeros((1, 1, 1), np.float32), self.dtype.name)  # unsupported -> error now
         self._fill = invalid_fill(meta.nodata, self.dtype) if self.dtype.kind in "ui" else None
+        self._nodata = meta.nodata
         bands, rows, cols = self.shape
         self.stage = StagedFile(self.path, force, lambda tmp: h5py.File(tmp, "x", userblock_size=512))
         f = self.stage.f
@@ -364,7 +365,7 @@ class MatV73Sink:
 
         block = check_block(self.shape, r0, c0, block)
         _, h, w = block.shape
-        block, _ = fill_invalid(block, self._fill)
+        block, _ = fill_invalid(block, self._fill, dtype=self.dtype, nodata=self._nodata)
         self.ds[:, c0:c0 + w, r0:r0 + h] = cast_for_writing(block, self.dtype.name).transpose(0, 2, 1)
 
     def commit(self) -> None:
