@@ -125,6 +125,10 @@ class RootPolyModel:
         path = Path(path)
         if not path.exists():
             raise ModelError(f"baseline file {path} not found")
+        if path.suffix.lower() != ".npz":
+            raise ModelError(f"{path}: the root-polynomial baseline is an .npz file (from "
+                             "benchmarks/rgb2hsi_val.py --fit-poly); model weights go with "
+                             "--method mcga")
         try:
             with np.load(path, allow_pickle=False) as z:
                 wl = z["wavelengths"]

@@ -330,3 +330,38 @@ def test_batches_never_rewrite_their_own_inputs_and_summary_goes_into_the_new_fo
              "-d", "noise", "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "new" / "log.jsonl").read_text().count("\n") == 1
+
+
+def test_layout_option_everywhere_and_auto_ignores_invalid_pixels(tmp_path):
+    import scipy.io
+
+    from hsirestore.inference.restore import auto_degradation
+
+    sq = tmp_path / "sq.mat"
+    x = np.random.default_rng(0).random((31, 31, 31)).astype(np.float32)
+    scipy.io.savemat(sq, {"cube": np.moveaxis(x, 0, -1)})
+    for args in (["degrade", sq, tmp_path / "d.h5", "-d", "noise"],
+                 ["evaluate", sq, sq, "-o", tmp_path / "rep"],
+                 ["render-rgb", sq, tmp_path / "p.png"]):
+        assert "--layout" in _error_line(_run(*args))
+        r = _run(*args, "--layout", "bands-last")
+        assert r.exit_code == 0 or "--layout" not in r.output, r.output
+    # scattered NaN (invalid) pixels are not inpainting holes
+    t = np.linspace(0, 1, 31)[:, None, None]
+    r_, c_ = np.mgrid[0:128, 0:128] / 128.0
+    clean = (0.4 + 0.2 * np.sin(3 * t + np.sin(5 * r_) + np.cos(7 * c_))).astype(np.float32)
+    holes = np.random.default_rng(1).random((128, 128)) < 0.3
+    clean[:, holes] = np.nan
+    assert "inpaint" not in auto_degradation(clean)[0]
+
+
+def test_weights_of_another_task_and_poly_files_are_named():
+    from hsirestore.baselines import RootPolyModel
+    from hsirestore.errors import ModelError
+    from hsirestore.inference.cassi import CassiDecoder
+    from hsirestore.weights import shipped_weights_path
+
+    with pytest.raises(ModelError, match="restore model 'hsivar-compact', not a CASSI decoder"):
+        CassiDecoder(weights=shipped_weights_path("hsivar-compact.safetensors"), device="cpu")
+    with pytest.raises(ModelError, match=r"\.npz file"):
+        RootPolyModel.load(shipped_weights_path("mcga-compact.safetensors"))

@@ -117,8 +117,8 @@ def cassi(
     if method == "gap-tv" and (model is not None or weights is not None):
         raise OptionError("--model and --weights apply to --method s2former, not gap-tv")
     if method != "gap-tv" and iterations is not None:
-        _err("warning: --iterations applies to --method gap-tv; the learned decoder runs GAP-TV "
-             "with the settings it was trained with", prefix=False)
+        _err("warning: --iterations applies to --method gap-tv only (s2former-gaptv runs GAP-TV "
+             "with the settings it was trained with)", prefix=False)
     if tile and tile < 16:
         raise OptionError(f"--tile must be 0 (whole image) or at least 16; got {tile}")
     if overlap < 0:

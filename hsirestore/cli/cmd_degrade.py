@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import FORCE_HELP, SPECTRA_HELP, command, parse_pixels
+from hsirestore.cli.common import FORCE_HELP, SPECTRA_HELP, check_layout, command, parse_pixels
 from hsirestore.physics.degradations import DEGRADATION_TYPES
 
 HELP = f"""Degrade a cube with seeded synthetic degradations (to test restorers): IN -> OUT.
@@ -19,7 +19,7 @@ per band, blur sigma 1.6 px (or radius=R), motion-blur length 9 angle 0, sr scal
 and back up to the same size), inpaint ratio 0.7, band-missing ratio 0.3, haze density 0.5.
 Noise sigma is in units of 1/255 of the normalised range.
 
-Normalisation (the same rule as denoise): floats already within [0, 1] are kept, 8-bit
+Normalisation (the same rule as denoise): floats within [0, 1] (or noisy [0, 1] data) are kept, 8-bit
 data are divided by 255, anything else by its 99.9th percentile; --scale S divides by S
 instead (e.g. --scale 4095 for 12-bit counts), --scaling names any rule (auto, none, dtype,
 max, percentile:P, scale:S). The result is written back on the input's scale, as integers
@@ -64,6 +64,8 @@ def degrade(
     scaling: str = typer.Option("auto", "--scaling", "--scale-rule",
                                 help="Normalisation rule: auto, none, dtype, max, percentile:P, scale:S."),
     var: str = typer.Option(None, help="Variable/dataset name in a .mat/.h5 input."),
+    layout: str = typer.Option(None, help="bands-first or bands-last, when a .mat/HDF5/TIFF "
+                               "array's band axis is ambiguous."),
     preview: bool = typer.Option(False, help="Also write OUT's stem + .png (false colour)."),
     spectra: list[str] = typer.Option(None, help=SPECTRA_HELP),
     force: bool = typer.Option(False, help=FORCE_HELP),
@@ -93,7 +95,7 @@ def degrade(
     extra = ([png] + ([spectra_path(png)] if spectra else [])) if preview else []
     refuse_overwriting_inputs([src], outs + extra)
     check_writable(outs + extra, force)
-    cube = read_cube(src, var=var)
+    cube = read_cube(src, var=var, layout=check_layout(layout))
     pixels = parse_pixels(spectra, cube.rows, cube.cols) if preview else None
 
     bad = invalid_mask(cube.data, cube.nodata)

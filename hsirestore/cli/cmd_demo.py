@@ -72,7 +72,7 @@ def demo(
     cube = decoder.decode(meas, mask)
     seconds = time.perf_counter() - t0
     write_cube(Cube(cube, wavelengths=wl, wavelength_units="nm"), outdir / "decoded.h5", force=force)
-    metrics = compute_metrics(np.clip(cube, 0, 1), scene)
+    metrics = compute_metrics(cube, scene)  # as `hsirestore evaluate decoded.h5 scene_ref.h5`
     write_report(metrics, outdir / "report", force=force, wavelengths=wl,
                  extra={"task": "CASSI decoding of a synthetic ColorChecker scene",
                         "method": decoder.describe(), "seconds": round(seconds, 3)})

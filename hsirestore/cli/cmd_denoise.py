@@ -20,10 +20,12 @@ inpainting, super-resolution, band filling, dehazing) with HSI-VAR.
 noise level per band (robust MAD of a Haar high-pass) and looks for empty bands, and says
 what it chose; or name the types, combined with '+': {_TYPES}; or 'generic'. Parameters such as
 noise:sigma=30 are accepted (sigma is in units of 1/255 of the normalised range) but the
-model is guided by the types. Inputs are normalised (floats in [0, 1] as they are, 8-bit by
-255, others by their 99.9th percentile; --scaling overrides) and results are written on the
-input's scale (and integer data type when the input held integer counts). Any band count: 31-band groups with overlap (fewer than 31
-bands are resampled; fewer than 8 are refused).
+model is guided by the types. Inputs are normalised (floats in [0, 1], or noisy [0, 1] data
+whose 0.1th/99.9th percentiles lie in [-0.5, 1.5] with the 99.9th >= 0.5, as they are; 8-bit
+by 255; others by their 99.9th percentile; --scaling overrides) and results are written on
+the input's scale (and integer data type when the input held integer counts). Any band
+count: 31-band groups with overlap (fewer than 31 bands are resampled; fewer than 8 are
+refused); ENVI bad bands (bbl = 0) are written back as read.
 
 Several inputs or a folder: one output per cube in OUT (a folder; default beside the input,
 named NAME_restored with the input's format); existing outputs are skipped unless --force;
@@ -162,16 +164,17 @@ def _restore_cmd(
     from hsirestore.io import output_paths
     from hsirestore.io.atomic import check_writable
 
-    from hsirestore.cli.common import (check_batch_files, check_distinct_targets,
+    from hsirestore.cli.common import (check_batch_files, check_distinct_targets, check_layout,
                                        output_is_folder, refuse_overwriting_inputs)
     from hsirestore.io.hdf5 import split_path
 
-    if layout is not None and layout not in ("bands-first", "bands-last"):
-        raise OptionError(f"--layout must be bands-first or bands-last, not {layout!r}")
+    check_layout(layout)
     if not math.isfinite(temperature) or temperature < 0:
         raise OptionError(f"--temperature must be a number >= 0; got {temperature}")
     if seed is not None and seed < 0:
         raise OptionError(f"--seed must be >= 0; got {seed}")
+    if top_k is not None and top_k < 1:
+        raise OptionError(f"--top-k must be >= 1; got {top_k}")
     if (seed is not None or top_k is not None) and temperature == 0:
         _err("warning: --seed and --top-k only matter when sampling (--temperature > 0); "
              "decoding is deterministic", prefix=False)

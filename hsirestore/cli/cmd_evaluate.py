@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import FORCE_HELP, command
+from hsirestore.cli.common import FORCE_HELP, check_layout, command
 
 HELP = """Compare PRED with REF (same bands, rows and columns) and write a metric report.
 
@@ -46,6 +46,8 @@ def evaluate(
     ergas_ratio: float = typer.Option(1.0, "--ergas-ratio", help="ERGAS resolution ratio (1 for "
                                       "restoration, 1/s for x s super-resolution)."),
     var: str = typer.Option(None, help="Variable/dataset name in .mat/.h5 files (both)."),
+    layout: str = typer.Option(None, help="bands-first or bands-last, when a .mat/HDF5/TIFF "
+                               "array's band axis is ambiguous."),
     force: bool = typer.Option(False, help=FORCE_HELP),
 ) -> None:
     import sys
@@ -67,7 +69,8 @@ def evaluate(
         output = Path(pred.stem + "_report")
     refuse_overwriting_inputs([pred, ref], report_paths(output))
     check_writable(report_paths(output), force)
-    p, r = read_cube(pred, var=var), read_cube(ref, var=var)
+    layout = check_layout(layout)
+    p, r = read_cube(pred, var=var, layout=layout), read_cube(ref, var=var, layout=layout)
     if p.shape != r.shape:
         raise ShapeError(f"prediction {'x'.join(map(str, p.shape))} and reference "
                          f"{'x'.join(map(str, r.shape))} (bands x rows x cols) differ in shape")

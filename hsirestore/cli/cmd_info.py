@@ -120,10 +120,10 @@ def info(
         None, "--layout", help="bands-first or bands-last, when the file's layout is ambiguous."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
-    from hsirestore.errors import FormatError, OptionError
+    from hsirestore.cli.common import check_layout
+    from hsirestore.errors import FormatError
 
-    if layout is not None and layout not in ("bands-first", "bands-last"):
-        raise OptionError(f"--layout must be bands-first or bands-last, not {layout!r}")
+    check_layout(layout)
     file = Path(cube.split(":/", 1)[0]) if ":/" in cube else Path(cube)
     if not file.exists():
         raise FormatError(f"{cube}: file not found")

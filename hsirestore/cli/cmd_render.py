@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import FORCE_HELP, command
+from hsirestore.cli.common import FORCE_HELP, check_layout, command
 
 HELP = """Render CUBE (with band wavelengths) to an RGB image through a camera response.
 
@@ -39,6 +39,8 @@ def render_rgb_cmd(
     scaling: str = typer.Option("auto", help="Normalisation rule: auto, none, dtype, max, "
                                              "percentile:P, scale:S."),
     var: str = typer.Option(None, help="Variable/dataset name in a .mat/.h5 input."),
+    layout: str = typer.Option(None, help="bands-first or bands-last, when a .mat/HDF5/TIFF "
+                               "array's band axis is ambiguous."),
     force: bool = typer.Option(False, help=FORCE_HELP),
 ) -> None:
     import numpy as np
@@ -74,7 +76,7 @@ def render_rgb_cmd(
         camera_label = name
     refuse_overwriting_inputs([cube], [output])
     check_writable([output], force)
-    c = read_cube(cube, var=var)
+    c = read_cube(cube, var=var, layout=check_layout(layout))
     if c.wavelengths is None:
         raise OptionError(f"{cube} has no wavelengths; rendering needs band centres in nm")
     wl = wavelengths_nm(c.wavelengths, c.wavelength_units)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import command
+from hsirestore.cli.common import check_layout, command
 
 
 @command(app, "simulate-cassi", help="""Simulate a CASSI snapshot: y = sum_k shift(mask * x_k, step*k).
@@ -28,6 +28,9 @@ def simulate_cassi(
     mask: Path = typer.Option(..., "--mask", help="Coded-aperture mask (rows x cols)."),
     output: Path = typer.Option(..., "-o", "--output", help="Measurement file (.mat, .h5, .tif)."),
     mask_var: str = typer.Option(None, help="Variable/dataset of the mask."),
+    var: str = typer.Option(None, help="Variable/dataset of the cube in a .mat/.h5 input."),
+    layout: str = typer.Option(None, help="bands-first or bands-last, when a .mat/HDF5/TIFF "
+                               "array's band axis is ambiguous."),
     step: int = typer.Option(2, help="Dispersion step in pixels per band (>= 1)."),
     to_28: bool = typer.Option(False, "--to-28", help="Resample the cube onto the 28 TSA-Net bands first."),
     crop: int = typer.Option(0, help="Centre crop to this size first (0: none)."),
@@ -54,7 +57,7 @@ def simulate_cassi(
         raise OptionError(f"--seed must be >= 0; got {seed}")
     refuse_overwriting_inputs([cube, mask], output_paths(output))
     check_writable(output_paths(output), force)
-    c = read_cube(cube)
+    c = read_cube(cube, var=var, layout=check_layout(layout))
     if c.bands < 2:
         raise ShapeError(f"{cube}: a CASSI snapshot needs a cube with several bands; got {c.bands}")
     data, valid = c.data, c.valid

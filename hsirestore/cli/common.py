@@ -206,3 +206,12 @@ def check_batch_files(inputs, outputs, summary: Path | None, outdir: Path | None
         pending = outdir is not None and summary.parent.resolve() == Path(outdir).resolve()
         if not pending:
             raise OptionError(f"--summary {summary}: folder {summary.parent} does not exist")
+
+
+def check_layout(layout: str | None) -> str | None:
+    """--layout value checked: None, "bands-first" or "bands-last" (OptionError otherwise)."""
+    from hsirestore.errors import OptionError
+
+    if layout is not None and layout not in ("bands-first", "bands-last"):
+        raise OptionError(f"--layout must be bands-first or bands-last, not {layout!r}")
+    return layout

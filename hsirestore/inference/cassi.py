@@ -113,6 +113,14 @@ class CassiDecoder:
                 meta = {"model_overrides": dict(run.get("model_overrides") or {})}
                 state = {k: v for k, v in state.items() if not k.startswith("aux.")}  # training-only head
             named = meta.get("model") if isinstance(meta, dict) else None
+            if isinstance(named, str) and named not in {m.name for m in list_models("cassi")}:
+                try:
+                    task = get_spec(named).task
+                except ModelError:
+                    task = None
+                if task is not None:
+                    raise ModelError(f"{weights} holds weights of the {task} model {named!r}, "
+                                     "not a CASSI decoder")
             known = {m.name for m in list_models("cassi")}
             if model_name is None and named in known:
                 model_name = named  # exported weights name their preset

@@ -117,7 +117,7 @@ def auto_degradation(xn: np.ndarray) -> tuple[list[str], dict]:
     band, scattered (most of them next to an observed pixel, unlike a blank border); the
     holes are left out of the noise estimate."""
     finite = np.where(np.isfinite(xn), xn, 0.0)
-    holes = _scattered_holes(finite)
+    holes = _scattered_holes(xn)  # invalid (NaN) pixels are not holes to inpaint
     sig = estimate_noise(np.where(holes, np.nan, xn) if holes is not None else xn) * 255.0
     band_max = np.abs(finite).reshape(xn.shape[0], -1).max(1)
     missing = bool((band_max == 0).any() and (band_max > 0).any())
@@ -402,9 +402,10 @@ class Restorer:
 
         if not isinstance(cube, Cube):
             cube = Cube(np.asarray(cube, np.float32))
-            finite = np.isfinite(cube.data).all(axis=0)
-            if not finite.all():  # an array's NaN/Inf pixels are invalid, as read_cube marks them
-                cube = cube.with_data(np.where(finite, cube.data, 0), valid=finite)
+        finite = np.isfinite(cube.data).all(axis=0)
+        if not finite.all():  # NaN/Inf pixels are invalid, as read_cube marks them
+            valid = finite if cube.valid is None else (cube.valid & finite)
+            cube = cube.with_data(np.where(finite, cube.data, 0), valid=valid)
         if 0 in cube.shape:
             raise ShapeError(f"the cube is empty (shape {cube.shape})")
         b = cube.bands

@@ -110,9 +110,8 @@ def _check_pixel_count(path: Path, suffix: str) -> None:
     except Exception:
         return  # undecodable files are reported by the decoder
     if int(w) * int(h) > MAX_PIXELS:
-        raise FormatError(f"{path}: {w} x {h} pixels ({int(w) * int(h) / 1e6:.0f} MP) is more than "
-                          f"the {MAX_PIXELS / 1e6:.0f} MP this tool reads (a decompression bomb?); "
-                          "set HSIRESTORE_MAX_PIXELS to allow it")
+        raise FormatError(f"{path}: {w} x {h} pixels is more than the {MAX_PIXELS} pixels this "
+                          "tool reads (a decompression bomb?); set HSIRESTORE_MAX_PIXELS to allow it")
 
 
 def _cmyk_jpeg_as_rgb(path: Path) -> np.ndarray:
