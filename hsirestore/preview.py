@@ -42,18 +42,19 @@ def _as_cube(cube_like, wavelengths, valid):
     """(data (B, H, W), wavelengths, valid) from a Cube or an array."""
     from hsirestore.io.cube import Cube
 
+    from hsirestore.physics.rgb import wavelengths_nm
+
     if isinstance(cube_like, Cube):
         wl = wavelengths if wavelengths is not None else cube_like.wavelengths
-        if wavelengths is None and wl is not None and (cube_like.wavelength_units or "").lower() in (
-                "um", "µm", "micrometers", "micrometer", "microns"):
-            wl = np.asarray(wl) * 1000.0
+        if wl is not None:  # in nm (micrometres, also unlabelled ones, converted)
+            wl = wavelengths_nm(wl, cube_like.wavelength_units if wavelengths is None else None)
         return cube_like.data, wl, (valid if valid is not None else cube_like.valid)
     data = np.asarray(cube_like)
     if data.ndim == 2:
         data = data[None]
     if data.ndim != 3:
         raise ShapeError(f"a preview needs a (bands, rows, cols) cube; got shape {data.shape}")
-    return data, wavelengths, valid
+    return data, (None if wavelengths is None else wavelengths_nm(wavelengths)), valid
 
 
 def false_colour(cube: np.ndarray, wavelengths=None, bands=None, valid=None) -> np.ndarray:
@@ -75,7 +76,12 @@ def false_colour(cube: np.ndarray, wavelengths=None, bands=None, valid=None) -> 
     out = np.zeros_like(rgb)
     for c in range(3):
         lo, hi = np.percentile(vals[:, c], [2, 98]) if vals.size else (0.0, 1.0)
-        out[..., c] = (rgb[..., c] - lo) / (hi - lo if hi > lo else 1.0)
+        if not hi > lo and vals.size:  # a dominant background: stretch to the extremes
+            lo, hi = float(vals[:, c].min()), float(vals[:, c].max())
+        if hi > lo:
+            out[..., c] = (rgb[..., c] - lo) / (hi - lo)
+        else:  # a constant channel: mid grey, not the black of invalid pixels
+            out[..., c] = 0.5
     out = np.clip(np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0), 0, 1)
     out[~ok] = 0.0
     return (out ** (1 / 1.5) * 255 + 0.5).astype(np.uint8)
@@ -92,12 +98,15 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> np.ndarray:
     return ticks
 
 
-def spectra_plot(cube: np.ndarray, pixels, wavelengths=None, size=(640, 400)) -> np.ndarray:
+def spectra_plot(cube: np.ndarray, pixels, wavelengths=None, size=(640, 400),
+                 valid=None) -> np.ndarray:
     """uint8 (H, W, 3) line plot of the spectra at (row, col) pixels, drawn with Pillow:
-    framed axes, ticks with labels on both axes, one coloured line and legend entry per pixel."""
+    framed axes, ticks with labels on both axes, one coloured line and legend entry per pixel.
+    Invalid pixels (``valid`` False, or NaN/Inf) get a legend entry marked "invalid" and no
+    line, so they do not set the value axis."""
     from PIL import Image, ImageDraw
 
-    cube, wavelengths, _ = _as_cube(cube, wavelengths, None)
+    cube, wavelengths, valid = _as_cube(cube, wavelengths, valid)
     bands, rows, cols = cube.shape
     for r, c in pixels:
         if not (0 <= r < rows and 0 <= c < cols):
@@ -109,9 +118,11 @@ def spectra_plot(cube: np.ndarray, pixels, wavelengths=None, size=(640, 400)) ->
     d.rectangle([x0, y0, x1, y1], outline="black")
     xs = (np.asarray(wavelengths, float) if wavelengths is not None
           else np.arange(bands, dtype=float))
-    spectra = [np.nan_to_num(cube[:, r, c].astype(np.float64)) for r, c in pixels]
-    lo = min([0.0] + [float(s.min()) for s in spectra])
-    hi = max([0.0] + [float(s.max()) for s in spectra])
+    spectra = [cube[:, r, c].astype(np.float64) for r, c in pixels]
+    shown = [bool(np.isfinite(sp).all() and (valid is None or valid[r, c]))
+             for sp, (r, c) in zip(spectra, pixels)]
+    lo = min([0.0] + [float(sp.min()) for sp, ok in zip(spectra, shown) if ok])
+    hi = max([0.0] + [float(sp.max()) for sp, ok in zip(spectra, shown) if ok])
     hi = hi if hi > lo else lo + 1.0
     xmin, xmax = float(xs.min()), float(xs.max())
     xspan = xmax - xmin if xmax > xmin else 1.0
@@ -131,13 +142,16 @@ def spectra_plot(cube: np.ndarray, pixels, wavelengths=None, size=(640, 400)) ->
         d.text((4, py(t) - 6), f"{t:.3g}", fill="black")
     for k, s in enumerate(spectra):
         colour = _COLOURS[k % len(_COLOURS)]
+        if not shown[k]:
+            d.text((x1 - 110, y0 + 5 + 12 * k), f"({pixels[k][0]}, {pixels[k][1]}) invalid", fill=colour)
+            continue
         pts = [(px(x), py(v)) for x, v in zip(xs, s)]
         if len(pts) > 1:
             d.line(pts, fill=colour, width=2)
         else:
             d.ellipse([pts[0][0] - 2, pts[0][1] - 2, pts[0][0] + 2, pts[0][1] + 2], fill=colour)
         d.text((x1 - 110, y0 + 5 + 12 * k), f"({pixels[k][0]}, {pixels[k][1]})", fill=colour)
-    label = "wavelength (nm)" if wavelengths is not None else "band"
+    label = "wavelength (nm)" if wavelengths is not None else "band index"
     d.text(((x0 + x1) // 2 - 40, h - 18), label, fill="black")
     return np.asarray(img)
 
@@ -159,7 +173,7 @@ def write_preview(cube_like, out_png, wavelengths=None, pixels=None, valid=None,
     out_png = Path(out_png)
     targets = [out_png] + ([spectra_path(out_png)] if pixels else [])
     img = false_colour(data, wl, bands, valid)
-    plot = spectra_plot(data, pixels, wl) if pixels else None
+    plot = spectra_plot(data, pixels, wl, valid=valid) if pixels else None
     with atomic_paths(targets, force=force) as tmps:
         Image.fromarray(img).save(tmps[0], format="PNG")
         if plot is not None:

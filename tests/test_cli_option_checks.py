@@ -365,3 +365,29 @@ def test_weights_of_another_task_and_poly_files_are_named():
         CassiDecoder(weights=shipped_weights_path("hsivar-compact.safetensors"), device="cpu")
     with pytest.raises(ModelError, match=r"\.npz file"):
         RootPolyModel.load(shipped_weights_path("mcga-compact.safetensors"))
+
+
+def test_info_json_is_strict_and_previews_handle_constant_and_invalid(tmp_path):
+    import json
+
+    from hsirestore.preview import false_colour, spectra_plot
+
+    x = np.full((5, 16, 16), 0.3, np.float32)
+    cube = tmp_path / "c.h5"
+    write_cube(Cube(x, nodata=float("nan")), cube)
+    r = _run("info", cube, "--json")
+    assert r.exit_code == 0, r.output
+    json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"non-strict JSON token {c}"))
+    img = false_colour(x)  # a constant cube is grey, not the black of invalid pixels
+    assert 100 < img.mean() < 220
+    bg = np.zeros((3, 32, 32), np.float32)
+    bg[:, 10:14, 10:14] = 0.003  # a small object on a dominant zero background
+    assert false_colour(bg)[12, 12].max() > 200
+    y = np.random.default_rng(0).random((5, 8, 8)).astype(np.float32)
+    y[:, 0, 0] = -9999
+    ok = np.ones((8, 8), bool)
+    ok[0, 0] = False
+    a = spectra_plot(y, [(0, 0), (3, 3)], valid=ok)
+    b = spectra_plot(y, [(3, 3)])
+    # the invalid pixel did not stretch the value axis to -9999: same tick labels
+    np.testing.assert_array_equal(a[:, :55], b[:, :55])

@@ -75,8 +75,12 @@ def evaluate(
         raise ShapeError(f"prediction {'x'.join(map(str, p.shape))} and reference "
                          f"{'x'.join(map(str, r.shape))} (bands x rows x cols) differ in shape")
     notes = []
+    from hsirestore.physics.rgb import wavelengths_nm
+
     if (p.wavelengths is not None and r.wavelengths is not None
-            and not np.allclose(p.wavelengths, r.wavelengths, rtol=1e-3, atol=0.5)):
+            and not np.allclose(wavelengths_nm(p.wavelengths, p.wavelength_units),
+                                wavelengths_nm(r.wavelengths, r.wavelength_units),
+                                rtol=1e-3, atol=0.5)):
         notes.append("the two cubes have different wavelengths; bands are compared by index")
     valid = None
     for v in (p.valid, r.valid):

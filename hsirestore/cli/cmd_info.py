@@ -128,4 +128,9 @@ def info(
     if not file.exists():
         raise FormatError(f"{cube}: file not found")
     d = cube_info(cube, var, layout)
-    typer.echo(json.dumps(d, indent=2) if as_json else _text(d))
+    if as_json:
+        from hsirestore.metrics.report import jsonable
+
+        typer.echo(json.dumps(jsonable(d), indent=2, allow_nan=False))
+    else:
+        typer.echo(_text(d))

@@ -51,6 +51,10 @@ def _clean(v: Any) -> Any:
     return v
 
 
+#: public name for the JSON cleaner (strict JSON: no NaN/Infinity tokens)
+jsonable = _clean
+
+
 def format_value(v: float, digits: int = 4) -> str:
     """Number for tables: fixed digits, 'inf' / 'nan' spelled out."""
     v = float(v)
