@@ -157,9 +157,11 @@ def spectra_plot(cube: np.ndarray, pixels, wavelengths=None, size=(640, 400),
 
 
 def spectra_path(out_png) -> Path:
-    """``<stem>_spectra.png`` beside the false-colour PNG."""
+    """``<name>_spectra.png`` beside the false-colour PNG (``<name>.png`` or
+    ``<name>_preview.png``)."""
     out_png = Path(out_png)
-    return out_png.with_name(out_png.stem + "_spectra.png")
+    stem = out_png.stem[: -len("_preview")] if out_png.stem.endswith("_preview") else out_png.stem
+    return out_png.with_name(stem + "_spectra.png")
 
 
 def write_preview(cube_like, out_png, wavelengths=None, pixels=None, valid=None,

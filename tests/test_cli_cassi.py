@@ -37,7 +37,7 @@ def test_cassi_gaptv_with_preview_and_report(files):
     assert res["shape"] == [B, 16, 24] and res["mpsnr"] > 15
     cube = read_cube(out)
     assert cube.shape == (B, 16, 24) and np.isfinite(cube.data).all()
-    assert (files / "cube.png").exists() and (files / "cube_report.json").exists()
+    assert (files / "cube_preview.png").exists() and (files / "cube_report.json").exists()
     # no overwrite without --force
     r = _run("cassi", files / "meas.mat", "--mask", files / "mask.mat", "-o", out, "--method", "gap-tv",
              "--bands", B, "--iterations", 2)

@@ -108,7 +108,7 @@ def test_degrade_float_cube_records_parameters(scene):
     assert rec["spec"] == line["spec"] and rec["seed"] == 7
     holes = (out.data == 0).all(axis=0)  # inpainted after the noise: exact zeros
     assert 0.4 < holes.mean() < 0.6
-    assert (d / "deg.png").exists() and (d / "deg_spectra.png").exists()
+    assert (d / "deg_preview.png").exists() and (d / "deg_spectra.png").exists()
     # same seed -> same output; different seed -> different output
     runner.invoke(app, ["degrade", str(d / "ref.h5"), str(d / "deg2.h5"), "-d",
                         "noise:sigma=20+inpaint:ratio=0.5", "--seed", "7"])

@@ -65,7 +65,7 @@ def test_degrade_roundtrip_keeps_metadata(pair):
     ref = read_cube(pair / "ref.h5")
     assert out.shape == ref.shape and np.array_equal(out.wavelengths, ref.wavelengths)
     assert 0.05 < np.std(out.data - ref.data) < 0.15
-    assert (pair / "noisy.png").exists()
+    assert (pair / "noisy_preview.png").exists()
     r = runner.invoke(app, ["degrade", str(pair / "ref.h5"), str(pair / "x.h5"), "-d", "nosie"])
     assert r.exit_code == 1 and "unknown degradation" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

@@ -96,7 +96,7 @@ def cassi(
                                      "'hsirestore evaluate'."),
     fmt: str = typer.Option("h5", "--format", help="Output format when the output is named for "
                             "you (folder outputs, no -o): h5, tif, mat, hdr."),
-    preview: bool = typer.Option(False, help="Write a false-colour OUTPUT.png beside each output."),
+    preview: bool = typer.Option(False, help="Write a false-colour OUTPUT_preview.png beside each output."),
     spectra: list[str] = typer.Option(None, help=SPECTRA_HELP),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
     summary: Path = typer.Option(None, help="Also append the JSON lines to this file."),
@@ -180,7 +180,7 @@ def _targets(dst: Path, preview: bool, reference) -> list[Path]:
 
     out = output_paths(dst)
     if preview:
-        out.append(dst.with_name(dst.stem + ".png"))
+        out.append(dst.with_name(dst.stem + "_preview.png"))
     if reference is not None:
         from hsirestore.metrics import report_paths
 
@@ -213,7 +213,7 @@ def _decode_one(decoder, src: Path, var, m, mask: Path, dst: Path, bands: int, p
     if preview:
         from hsirestore.preview import write_preview
 
-        write_preview(cube, dst.with_name(dst.stem + ".png"), wavelengths=wl, pixels=pixels,
+        write_preview(cube, dst.with_name(dst.stem + "_preview.png"), wavelengths=wl, pixels=pixels,
                       force=force)
     result = {"method": decoder.describe(),
               "shape": list(cube.shape), "decode_seconds": round(seconds, 3)}

@@ -66,7 +66,7 @@ def degrade(
     var: str = typer.Option(None, help="Variable/dataset name in a .mat/.h5 input."),
     layout: str = typer.Option(None, help="bands-first or bands-last, when a .mat/HDF5/TIFF "
                                "array's band axis is ambiguous."),
-    preview: bool = typer.Option(False, help="Also write OUT's stem + .png (false colour)."),
+    preview: bool = typer.Option(False, help="Also write OUT_preview.png (false colour)."),
     spectra: list[str] = typer.Option(None, help=SPECTRA_HELP),
     force: bool = typer.Option(False, help=FORCE_HELP),
 ) -> None:
@@ -91,7 +91,7 @@ def degrade(
     if spectra and not preview:
         raise OptionError("--spectra needs --preview")
     outs = output_paths(dst)
-    png = dst.with_name(dst.stem + ".png")
+    png = dst.with_name(dst.stem + "_preview.png")
     extra = ([png] + ([spectra_path(png)] if spectra else [])) if preview else []
     refuse_overwriting_inputs([src], outs + extra)
     check_writable(outs + extra, force)
