@@ -174,10 +174,12 @@ def test_denoise_var_layout_and_dataset_path(tmp_path, hsivar_tiny_weights):
     r = runner.invoke(app, ["denoise", str(src), "--var", "a", "-o", str(tmp_path / "a.h5")] + base)
     assert r.exit_code == 0, r.output
     assert read_cube(tmp_path / "a.h5").shape == (31, 40, 40)
-    # default output name beside the input, from the file part of file.h5:/dataset
-    r = runner.invoke(app, ["denoise", f"{src}:/a"] + base)
+    # default output names beside the input: file and dataset, so two datasets of one file
+    # get two outputs in one batch
+    r = runner.invoke(app, ["denoise", f"{src}:/a", f"{src}:/b"] + base)
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output.splitlines()[-1])["output"].endswith("two_restored.h5")
+    outs = [json.loads(line)["output"] for line in r.output.splitlines() if line.startswith("{")]
+    assert [o.rsplit("/", 1)[-1] for o in outs] == ["two_a_restored.h5", "two_b_restored.h5"]
     # bands-last .mat whose band axis is ambiguous without --layout
     mat = tmp_path / "sq.mat"
     scipy.io.savemat(mat, {"cube": np.moveaxis(_smooth(31, 31, 31), 0, -1)})

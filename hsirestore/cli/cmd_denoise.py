@@ -73,10 +73,13 @@ def _out_suffix(src: Path) -> str:
 
 
 def _target(src: Path, outdir: Path | None) -> Path:
+    """OUTDIR/NAME_restored.<suffix>; NAME_DATASET_restored.h5 for file.h5:/group/DATASET
+    inputs, so that two datasets of one file get two outputs."""
     from hsirestore.io.hdf5 import split_path
 
-    file = split_path(src)[0]
-    return (outdir or file.parent) / f"{file.stem}_restored{_out_suffix(src)}"
+    file, dataset = split_path(src)
+    name = file.stem + (f"_{dataset.rstrip('/').rsplit('/', 1)[-1]}" if dataset else "")
+    return (outdir or file.parent) / f"{name}_restored{_out_suffix(src)}"
 
 
 def _output_dtype(source_dtype: str | None, sample) -> str | None:
