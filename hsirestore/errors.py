@@ -39,3 +39,10 @@ class ModelError(HsiRestoreError):
 
 class OptionError(HsiRestoreError, ValueError):
     """An option value that cannot be parsed (degradation spec, device, tile size...)."""
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when empty), at most
+    ``limit`` characters: third-party errors often carry paragraphs of advice."""
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hsirestore.errors import ModelError
+from hsirestore.errors import ModelError, first_line
 
 MANIFEST = "manifest.json"
 
@@ -171,7 +171,7 @@ def load_state_dict(path: os.PathLike | str, expected_sha256: str | None = None)
                 meta_raw = f.metadata() or {}
                 state = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as e:  # safetensors raises its own error types
-            raise ModelError(f"cannot read weights {path}: {_first_line(e)}") from e
+            raise ModelError(f"cannot read weights {path}: {first_line(e)}") from e
         meta = {}
         for k, v in meta_raw.items():
             try:
@@ -197,10 +197,6 @@ def load_state_dict(path: os.PathLike | str, expected_sha256: str | None = None)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     return state, meta
 
-
-def _first_line(e: Exception, limit: int = 200) -> str:
-    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _keys(keys, n: int = 3) -> str:
@@ -228,4 +224,4 @@ def load_into(model, state: dict, strict: bool = True) -> None:
     try:
         model.load_state_dict(state, strict=strict)
     except RuntimeError as e:
-        raise ModelError("checkpoint does not fit the model: " + _first_line(e)) from e
+        raise ModelError("checkpoint does not fit the model: " + first_line(e)) from e

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hsirestore.errors import FormatError
+from hsirestore.errors import FormatError, first_line
 from hsirestore.io.atomic import atomic_paths, check_writable
 
 # GDAL's block cache defaults to 5 % of RAM and grows with the file read window by window,
@@ -38,7 +38,7 @@ def _is_page_stack(path: Path) -> bool:
             return len(tf.pages) > 1 and not tf.pages[0].is_geotiff and \
                 all(p.shape == tf.pages[0].shape for p in tf.pages)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise FormatError(f"{path}: not a readable TIFF ({first})") from e
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hsirestore.errors import FormatError
+from hsirestore.errors import FormatError, first_line
 from hsirestore.io.atomic import atomic_paths
 from hsirestore.io.cube import Cube
 
@@ -61,7 +61,7 @@ def read_rgb(path) -> Cube:
 
             img = imagecodecs.imread(str(path))
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise FormatError(f"{path}: cannot decode image ({first})") from e
     if img.ndim == 3 and img.shape[-1] == 4 and suffix in (".jpg", ".jpeg"):
         img = _cmyk_jpeg_as_rgb(path)  # JPEG has no alpha: four channels are CMYK

@@ -16,7 +16,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from hsirestore.errors import ModelError, OptionError, OutputExistsError
+from hsirestore.errors import ModelError, OptionError, OutputExistsError, first_line
 
 #: What each model task's training checkpoints are called in messages, and its export command.
 _KINDS = {"cassi": ("a CASSI (train cassi)", "cassi-export"),
@@ -73,10 +73,6 @@ def check_run_folder(ckpt: Path, resume: bool) -> None:
         raise OptionError(f"{ckpt} exists; pass --resume to continue it or use another --out")
 
 
-def _first_line(e: BaseException, limit: int = 200) -> str:
-    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
 
 def load_checkpoint(path) -> dict:
     """A training checkpoint (read with ``weights_only=True``) as a dict with a ``model``
@@ -94,7 +90,7 @@ def load_checkpoint(path) -> dict:
     except MemoryError:
         raise
     except Exception as e:  # truncated files, other pickles, non-torch files
-        why = _first_line(e).split(". ")[0].rstrip(".")  # torch adds paragraphs of advice
+        why = first_line(e).split(". ")[0].rstrip(".")  # torch adds paragraphs of advice
         raise ModelError(f"cannot read the checkpoint {path} (truncated, or not a training "
                          f"checkpoint): {why}") from e
     if not isinstance(ck, dict) or not isinstance(ck.get("model"), dict) or "step" not in ck:
@@ -137,7 +133,7 @@ def load_model_state(model, state: dict, path) -> None:
     except RuntimeError as e:
         sizes = [ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln]
         detail = (f"{len(sizes)} tensors differ in shape (first: {sizes[0][:160]})" if sizes
-                  else _first_line(e))
+                  else first_line(e))
         raise ModelError(f"{path} does not fit the model: {detail} -- another preset or "
                          "model options?") from e
     if res.missing_keys or res.unexpected_keys:
@@ -261,7 +257,7 @@ def save_on_exit(save, progressed: bool, guard: InterruptGuard, exc: BaseExcepti
     try:
         save()
     except Exception as e:  # keep the original error; the last checkpoint stays as it was
-        log(f"could not write a checkpoint: {_first_line(e)}")
+        log(f"could not write a checkpoint: {first_line(e)}")
         return
     what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
     log(f"{what} at step {step}: checkpoint saved to {ckpt} (continue with --resume)")
