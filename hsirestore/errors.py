@@ -38,7 +38,10 @@ class ModelError(HsiRestoreError):
 
 
 class OptionError(HsiRestoreError, ValueError):
-    """An option value that cannot be parsed (degradation spec, device, tile size...)."""
+    """An option value that cannot be parsed (degradation spec, device, tile size...).
+    A usage error: the CLI exits with status 2, as for Click's own option errors."""
+
+    exit_code = 2
 
 
 def first_line(e: BaseException, limit: int = 200) -> str:

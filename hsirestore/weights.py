@@ -109,14 +109,27 @@ def shipped_weights_path(file_name: str) -> Path:
     return path
 
 
+def _sorted_header(blob: bytes) -> bytes:
+    """A safetensors byte string with its JSON header rewritten with sorted keys, padded
+    with spaces to a multiple of 8 bytes as the format asks (the data offsets are relative
+    to the end of the header, so they do not change)."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.dumps(json.loads(blob[8 : 8 + n]), sort_keys=True, separators=(",", ":"))
+    raw = header.encode() + b" " * (-len(header.encode()) % 8)
+    return len(raw).to_bytes(8, "little") + raw + blob[8 + n :]
+
+
 def save_state_dict(state: dict, path: os.PathLike | str, metadata: dict[str, Any] | None = None,
                     half: bool = False) -> str:
     """Save a state dict as safetensors (optionally fp16) atomically; returns its sha256.
 
-    ``metadata`` values are JSON-encoded (safetensors metadata is str -> str).
+    ``metadata`` values are JSON-encoded (safetensors metadata is str -> str). The file is
+    byte-for-byte reproducible: the header is written with sorted keys (safetensors itself
+    writes the metadata in a per-process random order, so two exports of the same tensors
+    had different sha256).
     """
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {}
     for k, v in state.items():
@@ -124,10 +137,12 @@ def save_state_dict(state: dict, path: os.PathLike | str, metadata: dict[str, An
         if half and v.is_floating_point():
             v = v.half()
         tensors[k] = v
-    meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
+    meta = {k: json.dumps(v, sort_keys=True) for k, v in (metadata or {}).items()}
+    blob = _sorted_header(save(tensors, metadata=meta))
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
+    with open(tmp, "wb") as f:
+        f.write(blob)
     os.chmod(tmp, 0o644)  # readable like any installed file
     os.replace(tmp, path)
     del torch

@@ -28,13 +28,18 @@ def _lines(r):
     return [json.loads(line) for line in r.stdout.strip().splitlines()]
 
 
-def _one_error(r, *needles):
-    assert r.exit_code == 1, r.output
+def _one_error(r, *needles, code=1):
+    assert r.exit_code == code, r.output
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("hsirestore: error: "), r.stderr
     for n in needles:
         assert n in err[0], (n, err[0])
     return err[0]
+
+
+def _usage_error(r, *needles):
+    """A bad option value: one line and exit status 2, as for Click's own usage errors."""
+    return _one_error(r, *needles, code=2)
 
 
 # ------------------------------------------------------------------ rgb2hsi batches
@@ -98,21 +103,21 @@ def test_rgb2hsi_colliding_outputs_are_refused_before_any_work(tmp_path):
     photos.mkdir()
     _png(photos / "photo.png")
     (photos / "photo.jpg").write_bytes(imagecodecs.jpeg_encode(np.zeros((8, 8, 3), np.uint8)))
-    _one_error(runner.invoke(app, ["rgb2hsi", str(photos), "-o", str(tmp_path / "o")] + POLY),
-               "would both write")
+    _usage_error(runner.invoke(app, ["rgb2hsi", str(photos), "-o", str(tmp_path / "o")] + POLY),
+                 "would both write")
     assert not (tmp_path / "o").exists()
     # the same name in two folders
     other = tmp_path / "other"
     other.mkdir()
     _png(other / "photo.png")
-    _one_error(runner.invoke(app, ["rgb2hsi", str(photos / "photo.png"), str(other / "photo.png"),
-                                   "-o", str(tmp_path / "o")] + POLY), "would both write")
+    _usage_error(runner.invoke(app, ["rgb2hsi", str(photos / "photo.png"), str(other / "photo.png"),
+                                     "-o", str(tmp_path / "o")] + POLY), "would both write")
 
 
 def test_rgb2hsi_several_inputs_need_a_folder_output(tmp_path):
     a, b = _png(tmp_path / "a.png"), _png(tmp_path / "b.png", seed=1)
-    _one_error(runner.invoke(app, ["rgb2hsi", str(a), str(b), "-o", str(tmp_path / "out.h5")]
-                             + POLY), "output folder")
+    _usage_error(runner.invoke(app, ["rgb2hsi", str(a), str(b), "-o", str(tmp_path / "out.h5")]
+                               + POLY), "output folder")
     assert not (tmp_path / "out.h5").exists()
 
 
@@ -134,14 +139,14 @@ def test_rgb2hsi_single_input_into_a_folder(tmp_path):
 
 def test_rgb2hsi_single_errors_are_one_line_and_early(tmp_path):
     a = _png(tmp_path / "a.png")
-    _one_error(runner.invoke(app, ["rgb2hsi", str(a), "-o", str(tmp_path / "x.png")] + POLY),
-               "31-band cube")
+    _usage_error(runner.invoke(app, ["rgb2hsi", str(a), "-o", str(tmp_path / "x.png")] + POLY),
+                 "31-band cube")
     assert not (tmp_path / "x.png").exists()
     bad = tmp_path / "bad.png"
     bad.write_text("junk")
     _one_error(runner.invoke(app, ["rgb2hsi", str(bad)] + POLY), "cannot decode")
-    _one_error(runner.invoke(app, ["rgb2hsi", str(a), "--summary",
-                                   str(tmp_path / "no" / "s.jsonl")] + POLY), "--summary")
+    _usage_error(runner.invoke(app, ["rgb2hsi", str(a), "--summary",
+                                     str(tmp_path / "no" / "s.jsonl")] + POLY), "--summary")
 
 
 def test_rgb2hsi_tta_options_without_tta_warn(tmp_path):
@@ -163,8 +168,8 @@ def test_rgb2hsi_tta_options_without_tta_warn(tmp_path):
 ])
 def test_demo_checks_options_before_writing(tmp_path, extra, msg):
     out = tmp_path / "dm"
-    _one_error(runner.invoke(app, ["demo", str(out), "--method", "gap-tv", "--size", "16"]
-                             + extra), msg)
+    _usage_error(runner.invoke(app, ["demo", str(out), "--method", "gap-tv", "--size", "16"]
+                               + extra), msg)
     assert not out.exists()
 
 
@@ -196,8 +201,8 @@ def small(tmp_path):
 
 
 def test_degrade_negative_seed(small):
-    _one_error(runner.invoke(app, ["degrade", str(small / "c.h5"), str(small / "o.h5"), "-d",
-                                   "noise", "--seed", "-1"]), "--seed")
+    _usage_error(runner.invoke(app, ["degrade", str(small / "c.h5"), str(small / "o.h5"), "-d",
+                                     "noise", "--seed", "-1"]), "--seed")
     assert not (small / "o.h5").exists()
     with pytest.raises(OptionError, match="seed"):
         parse_degradation("noise").apply(np.zeros((2, 4, 4), np.float32), seed=-1)
@@ -209,9 +214,9 @@ def test_degrade_negative_seed(small):
     (["--crop", "-2"], "--crop"),
 ])
 def test_simulate_cassi_option_values(small, extra, msg):
-    _one_error(runner.invoke(app, ["simulate-cassi", str(small / "c.h5"), "--mask",
-                                   str(small / "mask.mat"), "-o", str(small / "m.mat")] + extra),
-               msg)
+    _usage_error(runner.invoke(app, ["simulate-cassi", str(small / "c.h5"), "--mask",
+                                     str(small / "mask.mat"), "-o", str(small / "m.mat")] + extra),
+                 msg)
     assert not (small / "m.mat").exists()
 
 
@@ -238,12 +243,12 @@ def test_degradation_name_hints():
 
 
 def test_degrade_cli_name_hint(small):
-    _one_error(runner.invoke(app, ["degrade", str(small / "c.h5"), str(small / "o.h5"), "-d",
-                                   "motion_blur"]), "did you mean 'motion-blur'?")
+    _usage_error(runner.invoke(app, ["degrade", str(small / "c.h5"), str(small / "o.h5"), "-d",
+                                     "motion_blur"]), "did you mean 'motion-blur'?")
 
 
 def test_models_unknown_task():
-    _one_error(runner.invoke(app, ["models", "--task", "foo"]), "unknown task 'foo'",
-               "cassi", "restore", "rgb2hsi")
+    _usage_error(runner.invoke(app, ["models", "--task", "foo"]), "unknown task 'foo'",
+                 "cassi", "restore", "rgb2hsi")
     r = runner.invoke(app, ["models", "--task", "cassi", "--json"])
     assert r.exit_code == 0 and {m["task"] for m in json.loads(r.stdout)} == {"cassi"}

@@ -52,7 +52,7 @@ def test_single_file_keeps_shape_dtype_and_refuses_overwrite(tmp_path, hsivar_ti
     r = runner.invoke(app, args)
     assert r.exit_code == 1 and "exists" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = runner.invoke(app, args[:-1] + ["--degradation", "sharpen", "--force"])
-    assert r.exit_code == 1 and "unknown degradation" in r.stderr
+    assert r.exit_code == 2 and "unknown degradation" in r.stderr
 
 
 def test_batch_folder_skips_existing_and_reports_errors(tmp_path, hsivar_tiny_weights):
@@ -183,7 +183,7 @@ def test_train_cli_two_stages_export_and_use(tmp_path):
     base = ["train", "hsivar", "--preset", "hsivar-tiny", "--patch", "16", "--batch-size", "2",
             "--data", str(tmp_path / "data"), "--out", str(run), "--threads", "1", "--log-every", "2"]
     r = runner.invoke(app, base + ["--stage", "3", "--steps", "2"])
-    assert r.exit_code == 1 and "--stage must be 1 or 2" in r.stderr
+    assert r.exit_code == 2 and "--stage must be 1 or 2" in r.stderr
     r = runner.invoke(app, base + ["--stage", "1", "--steps", "4", "--val-every", "4"])
     assert r.exit_code == 0, r.stderr
     assert '"recon_psnr"' in r.stdout and (run / "stage1" / "last.pt").exists()

@@ -147,16 +147,16 @@ def test_degrade_keeps_invalid_pixels(tmp_path):
 def test_degrade_errors(scene):
     d, _, _ = scene
     src, dst = str(d / "ref.h5"), str(d / "o.h5")
-    msg = _one_line_error(runner.invoke(app, ["degrade", src, dst, "-d", "nosie"]))
+    msg = _one_line_error(runner.invoke(app, ["degrade", src, dst, "-d", "nosie"]), code=2)
     assert "unknown degradation 'nosie'" in msg and "niid-noise" in msg
-    assert "must be a number" in _one_line_error(runner.invoke(app, ["degrade", src, dst, "-d", "noise:sigma=x"]))
-    assert "ratio" in _one_line_error(runner.invoke(app, ["degrade", src, dst, "-d", "inpaint:ratio=2"]))
-    assert "overwrite the input" in _one_line_error(runner.invoke(app, ["degrade", src, src, "-d", "noise", "--force"]))
-    assert "--scale" in _one_line_error(runner.invoke(app, ["degrade", src, dst, "-d", "noise", "--scale", "0"]))
+    assert "must be a number" in _one_line_error(runner.invoke(app, ["degrade", src, dst, "-d", "noise:sigma=x"]), code=2)
+    assert "ratio" in _one_line_error(runner.invoke(app, ["degrade", src, dst, "-d", "inpaint:ratio=2"]), code=2)
+    assert "overwrite the input" in _one_line_error(runner.invoke(app, ["degrade", src, src, "-d", "noise", "--force"]), code=2)
+    assert "--scale" in _one_line_error(runner.invoke(app, ["degrade", src, dst, "-d", "noise", "--scale", "0"]), code=2)
     assert "outside" in _one_line_error(runner.invoke(app, ["degrade", src, dst, "-d", "noise", "--preview",
-                                                            "--spectra", "99,0"]))
+                                                            "--spectra", "99,0"]), code=2)
     assert "--preview" in _one_line_error(runner.invoke(app, ["degrade", src, dst, "-d", "noise",
-                                                              "--spectra", "1,1"]))
+                                                              "--spectra", "1,1"]), code=2)
     assert not (d / "o.h5").exists()
     r = runner.invoke(app, ["degrade", src, dst])
     assert r.exit_code == 2  # missing required --degradation (usage error)
@@ -182,10 +182,10 @@ def test_render_rgb_cameras_and_errors(scene, tmp_path):
     assert runner.invoke(app, ["render-rgb", str(d / "white.h5"), str(d / "w.png")]).exit_code == 0
     assert (read_rgb(d / "w.png").data > 0.99).all()
     assert "8 or 16" in _one_line_error(runner.invoke(app, ["render-rgb", str(d / "ref.h5"), str(d / "c.png"),
-                                                            "--bits", "12"]))
+                                                            "--bits", "12"]), code=2)
     assert "JPEG" in _one_line_error(runner.invoke(app, ["render-rgb", str(d / "ref.h5"), str(d / "c.jpg"),
-                                                         "--bits", "16"]))
-    assert ".png" in _one_line_error(runner.invoke(app, ["render-rgb", str(d / "ref.h5"), str(d / "c.bmp")]))
+                                                         "--bits", "16"]), code=2)
+    assert ".png" in _one_line_error(runner.invoke(app, ["render-rgb", str(d / "ref.h5"), str(d / "c.bmp")]), code=2)
     bad = tmp_path / "bad.csv"
     bad.write_text("Wavelength,R,G,B\n400,a,b,c\n")
     assert "non-numeric" in _one_line_error(runner.invoke(app, ["render-rgb", str(d / "ref.h5"), str(d / "c.png"),

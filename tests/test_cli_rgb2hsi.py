@@ -69,15 +69,15 @@ def test_errors_are_one_line(tmp_path, monkeypatch):
         r = runner.invoke(app, ["rgb2hsi", str(src), "-o", str(tmp_path / "o.h5")])
         assert r.exit_code == 1 and "mcga-compact.safetensors" in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
-    cases = [
-        (["--method", "poly", "--tta"], "--tta"),
-        (["--method", "bogus"], "unknown method"),
-        (["--method", "mcga", "--model", "nope"], "unknown model"),
-        (["--method", "poly", "--camera", str(tmp_path / "none.csv")], "not found"),
+    cases = [  # option mistakes exit 2 (usage), an unknown model 1
+        (["--method", "poly", "--tta"], "--tta", 2),
+        (["--method", "bogus"], "unknown method", 2),
+        (["--method", "mcga", "--model", "nope"], "unknown model", 1),
+        (["--method", "poly", "--camera", str(tmp_path / "none.csv")], "not found", 2),
     ]
-    for extra, msg in cases:
+    for extra, msg, code in cases:
         r = runner.invoke(app, ["rgb2hsi", str(src), "-o", str(tmp_path / "o.h5")] + extra)
-        assert r.exit_code == 1, (extra, r.output)
+        assert r.exit_code == code, (extra, r.output)
         assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = runner.invoke(app, ["rgb2hsi", str(tmp_path / "missing.png"), "--method", "poly"])
     assert r.exit_code == 1 and "not found" in r.stderr
@@ -95,7 +95,7 @@ def test_train_mcga_help_and_bad_stage(tmp_path):
     r = runner.invoke(app, ["train", "mcga", "--help"])
     assert r.exit_code == 0 and "--stage" in r.stdout
     r = runner.invoke(app, ["train", "mcga", "--stage", "3", "--out", str(tmp_path / "run")])
-    assert r.exit_code == 1 and "--stage" in r.stderr
+    assert r.exit_code == 2 and "--stage" in r.stderr
     r = runner.invoke(app, ["train", "mcga", "--stage", "2", "--preset", "mcga-tiny",
                             "--out", str(tmp_path / "run2")])
     assert r.exit_code == 1

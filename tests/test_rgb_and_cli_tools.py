@@ -67,7 +67,7 @@ def test_degrade_roundtrip_keeps_metadata(pair):
     assert 0.05 < np.std(out.data - ref.data) < 0.15
     assert (pair / "noisy_preview.png").exists()
     r = runner.invoke(app, ["degrade", str(pair / "ref.h5"), str(pair / "x.h5"), "-d", "nosie"])
-    assert r.exit_code == 1 and "unknown degradation" in r.stderr
+    assert r.exit_code == 2 and "unknown degradation" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 

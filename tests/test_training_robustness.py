@@ -499,3 +499,31 @@ def test_interrupt_guard_defers_sigint_only_inside_a_commit():
                 done.append(1)  # the commit finished before the interrupt
     assert done == [1] and not guard.broken
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_torch_rng_state_roundtrip_and_cuda_part(monkeypatch):
+    """Checkpoints carry torch's CPU generator and, once CUDA is in use, every GPU's (GPU
+    resumes drew different channel masks / dead-code picks before); the CUDA part is only
+    restored onto the same number of GPUs."""
+    import torch
+
+    from hsirestore.training.common import set_torch_rng_state, torch_rng_state
+
+    state = torch_rng_state()
+    first = torch.rand(4)
+    set_torch_rng_state(state)
+    assert torch.equal(torch.rand(4), first)
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.tensor([1, 2], dtype=torch.uint8)])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda s: restored.append(s))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    state = torch_rng_state()
+    assert [t.tolist() for t in state["cuda_rng"]] == [[1, 2]]
+    set_torch_rng_state(state)
+    assert len(restored) == 1
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # another machine: CPU part only
+    set_torch_rng_state(state)
+    assert len(restored) == 1

@@ -45,7 +45,7 @@ def render_rgb_cmd(
 ) -> None:
     import numpy as np
 
-    from hsirestore.errors import OptionError
+    from hsirestore.errors import InvalidValueError, OptionError
     from hsirestore.inference.normalize import fit_scaling
     from hsirestore.io import read_cube, write_rgb
     from hsirestore.cli.common import refuse_overwriting_inputs
@@ -78,7 +78,7 @@ def render_rgb_cmd(
     check_writable([output], force)
     c = read_cube(cube, var=var, layout=check_layout(layout))
     if c.wavelengths is None:
-        raise OptionError(f"{cube} has no wavelengths; rendering needs band centres in nm")
+        raise InvalidValueError(f"{cube} has no wavelengths; rendering needs band centres in nm")
     wl = wavelengths_nm(c.wavelengths, c.wavelength_units)
     norm = fit_scaling(c, scaling, c.source_dtype)
     rgb = render_rgb(norm.to_model(c.data), wl, rwl, resp)

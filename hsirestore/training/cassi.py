@@ -35,6 +35,7 @@ from hsirestore.physics.cassi import (CASSI_WAVELENGTHS_28, cassi_forward, inter
                                       mean_intensities, model_input)
 from hsirestore.training.cassi_pool import load_mask
 from hsirestore.training.cave import centre_crop, load_cave, shared_data_dir
+from hsirestore.training.common import set_torch_rng_state, torch_rng_state
 
 #: Mean reflectance the compact model is trained around; decoders scale inputs to it.
 TRAIN_MEAN = 0.15
@@ -340,7 +341,7 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
             sched.load_state_dict(ck["sched"])
             step = int(ck["step"])
             data.rng.bit_generator.state = ck["data_rng"]
-            torch.set_rng_state(ck["torch_rng"])
+            set_torch_rng_state(ck)
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise ModelError(f"cannot resume from {ckpt_path}: {type(e).__name__}: "
                              f"{(str(e).splitlines() or [''])[0][:200]}") from e
@@ -383,7 +384,7 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
         json.dump(asdict(cfg), f, indent=2)
 
     def rng_state() -> dict:
-        return {"data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+        return {"data_rng": data.rng.bit_generator.state, **torch_rng_state()}
 
     def checkpoint(rngs: dict | None = None):
         _save(ckpt_path, {"model": model.state_dict(), "opt": opt.state_dict(),

@@ -26,6 +26,30 @@ _KINDS = {"cassi": ("a CASSI (train cassi)", "cassi-export"),
 TASK_NAMES = {"cassi": "a CASSI", "restore": "a restore (HSI-VAR)", "rgb2hsi": "an rgb2hsi (MCGA)"}
 
 
+def torch_rng_state() -> dict:
+    """torch's random state for a checkpoint: ``torch_rng`` (CPU) and, once CUDA has been
+    used in this process, ``cuda_rng`` (one state per GPU), so that a GPU run resumes with
+    the same channel masks, dead-code picks and jitter it would have drawn."""
+    import torch
+
+    state = {"torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_torch_rng_state(ck: dict) -> None:
+    """Restore what :func:`torch_rng_state` saved (the CUDA part only where CUDA is available
+    with the same number of GPUs; a checkpoint from another machine continues from its CPU
+    state)."""
+    import torch
+
+    torch.set_rng_state(ck["torch_rng"])
+    cuda = ck.get("cuda_rng")
+    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+        torch.cuda.set_rng_state_all(cuda)
+
+
 def _opt(name: str) -> str:
     return "--" + name.replace("_", "-")
 

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from hsirestore.errors import ModelError, OptionError
+from hsirestore.training.common import set_torch_rng_state, torch_rng_state
 
 VAL_TASKS = ("noise:sigma=30", "blur", "sr:scale=4", "inpaint:ratio=0.7", "stripes+noise:sigma=15")
 
@@ -298,7 +299,7 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
             sched.load_state_dict(ck["sched"])
             step, last = int(ck["step"]), ck.get("last", {})
             data.rng.bit_generator.state = ck["data_rng"]
-            torch.set_rng_state(ck["torch_rng"])
+            set_torch_rng_state(ck)
             if ck.get("quantizer_usage") is not None:  # older checkpoints: counted afresh
                 usage.copy_(ck["quantizer_usage"].to(usage))
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
@@ -311,7 +312,7 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
         json.dump(asdict(cfg), f, indent=2)
 
     def rng_state() -> dict:
-        return {"data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+        return {"data_rng": data.rng.bit_generator.state, **torch_rng_state(),
                 "quantizer_usage": usage.detach().clone()}  # (stays on the device until saved)
 
     def checkpoint(rngs: dict | None = None):

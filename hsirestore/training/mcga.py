@@ -44,6 +44,7 @@ import torch
 
 from hsirestore.errors import HsiRestoreError, ModelError, OptionError
 from hsirestore.models.mcga import charbonnier
+from hsirestore.training.common import set_torch_rng_state, torch_rng_state
 
 HELDOUT_CAMERAS = ("Nokia_N900",)
 BANDS = 31
@@ -291,7 +292,7 @@ class Trainer:
                     if key in ck and gen is not None:
                         gen.bit_generator.state = ck[key]
                 if "torch_rng" in ck:
-                    torch.set_rng_state(ck["torch_rng"])
+                    set_torch_rng_state(ck)
                 self.usage = {(int(s), int(i)): used.bool().cpu() for s, i, used in ck.get("usage", [])}
             except (KeyError, ValueError, TypeError, RuntimeError) as e:
                 raise ModelError(f"cannot resume from {self.ckpt}: {type(e).__name__}: "
@@ -370,7 +371,7 @@ class Trainer:
         """Everything random a resume needs to continue exactly: the generators of the
         trainer and both patch sources, torch's, and the stage-1 code usage."""
         state = {"rng": self.rng.bit_generator.state, "cave_rng": self.cave.rng.bit_generator.state,
-                 "torch_rng": torch.get_rng_state(),
+                 **torch_rng_state(),
                  "usage": [[s, i, used.clone()] for (s, i), used in self.usage.items()]}
         if getattr(self.synth, "rng", None) is not None:
             state["synth_rng"] = self.synth.rng.bit_generator.state
