@@ -78,6 +78,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hsirestore.metrics.core import PSNR_CAP_DB  # noqa: E402
 from hsirestore.physics.degradations import PARAMS, jsonable_info, parse_degradation  # noqa: E402
 from hsirestore.training.cave import cave_files, centre_crop, load_cave_scene, shared_data_dir  # noqa: E402
 
@@ -90,7 +91,7 @@ TASKS = {
     "inpaint": "inpaint:ratio=0.7",
 }
 METHODS = ("hsivar", "bm4d")
-PSNR_CAP = 100.0
+PSNR_CAP = PSNR_CAP_DB  # 100 dB, as in compute_metrics (kept here even when every band is exact)
 SIGMA_FLOOR = 1.0 / 255.0
 KEYS = ("mpsnr", "mssim", "sam_deg")
 

@@ -228,6 +228,31 @@ def test_geotiff_scale_offset_applied_once(tmp_path, offset):
         np.testing.assert_allclose(back.data, cube.data, atol=1e-6)
 
 
+def test_geotiff_scaled_integer_output_keeps_valid_values_off_nodata(tmp_path):
+    """A restored value that rounds to the nodata count (uint16 counts, scale 1e-3, nodata 0)
+    is written one count away, in memory and streamed, so it is not read back as nodata;
+    real nodata pixels stay nodata."""
+    counts = np.full((3, 6, 8), 500, np.uint16)
+    counts[:, 0, 0] = 0  # a nodata pixel
+    with _tif(tmp_path / "u16.tif", counts, nodata=0) as ds:
+        ds.write(counts)
+        ds.scales = [1e-3] * 3
+    cube = read_cube(tmp_path / "u16.tif")
+    assert int((~cube.valid).sum()) == 1
+    cube.data[1, 2, 3] = 0.0002  # a dark restored value: 0.2 counts -> rounds to 0 = nodata
+    write_cube(cube, tmp_path / "o.tif", dtype="uint16")
+    sink = create_cube(tmp_path / "s.tif", cube, cube.shape, dtype="uint16")
+    sink.write_window(0, 0, cube.data)
+    sink.commit()
+    for name in ("o.tif", "s.tif"):
+        with rasterio.open(tmp_path / name) as ds:
+            got = ds.read()
+        assert got[1, 2, 3] == 1 and (got[:, 0, 0] == 0).all(), name
+        back = read_cube(tmp_path / name)
+        assert int((~back.valid).sum()) == 1 and back.valid[2, 3], name
+        assert back.data[1, 2, 3] == pytest.approx(1e-3, rel=1e-6)
+
+
 # ---------------------------------------------------------------- 4. invalid pixels in HDF5/.mat
 def _invalid_cube(nodata):
     x = _scene(bands=3) * 1000

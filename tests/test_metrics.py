@@ -17,8 +17,12 @@ def test_psnr_known_values():
     pred2 = ref.copy()
     pred2[0] += 0.1
     pred2[1] += 0.01
-    # MPSNR averages per-band dB (band 2 is exact -> inf); the global one pools the MSE
-    assert np.isinf(mpsnr(pred2, ref))
+    # MPSNR averages per-band dB; band 2 is exact (inf per band) and counts as the 100 dB
+    # cap in the mean, so one exact band does not make MPSNR infinite; the global one pools
+    assert np.isinf(psnr_per_band(pred2, ref)[2])
+    assert mpsnr(pred2, ref) == pytest.approx((20 + 40 + 100) / 3)
+    assert compute_metrics(pred2, ref)["mpsnr"] == pytest.approx((20 + 40 + 100) / 3)
+    assert np.isinf(mpsnr(ref, ref)) and np.isinf(compute_metrics(ref, ref)["per_band"]["psnr"][0])
     assert psnr_global(pred2, ref) == pytest.approx(10 * np.log10(1 / ((0.01 + 0.0001) / 3)))
 
 
@@ -125,3 +129,16 @@ def test_non_finite_pixels_are_left_out():
     pred2[:, :, :3] = 5.0
     assert mssim(pred2, ref, valid=valid) == pytest.approx(mssim(pred, ref), abs=0.02)
     assert np.isnan(mrae(np.zeros((1, 2, 2)), np.zeros((1, 2, 2))))
+
+
+def test_mrae_cutoff_follows_the_data_range():
+    """MRAE leaves out references below 1e-3 x data range: the same cube in 12-bit counts
+    (data range 4095) gives the same MRAE as in [0, 1]."""
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(0, 1, (3, 8, 8))
+    ref[0, :2] = 5e-4  # below the cutoff on both scales
+    pred = ref * 1.1 + 0.01
+    a = compute_metrics(pred, ref)["mrae"]
+    b = compute_metrics(pred * 4095, ref * 4095, data_range=4095)["mrae"]
+    assert a == pytest.approx(b, rel=1e-9)
+    assert a == pytest.approx(mrae(pred, ref))

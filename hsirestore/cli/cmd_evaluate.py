@@ -14,10 +14,11 @@ HELP = """Compare PRED with REF (same bands, rows and columns) and write a metri
 Writes PREFIX.json (all metrics, per-band values with wavelengths, conventions, inputs),
 PREFIX.md (summary table) and PREFIX_bands.csv (band, wavelength, PSNR, SSIM, RMSE); the
 default PREFIX is PRED's name + '_report' in the current folder. Metrics: PSNR per band with
-peak --data-range, averaged over bands (MPSNR); global PSNR over the whole cube (NTIRE);
-SSIM per band (Gaussian 11x11 window, sigma 1.5, as skimage gaussian_weights=True),
-averaged (MSSIM); SAM in degrees; ERGAS (ratio 1); RMSE; MRAE (NTIRE; references <= 1e-3
-left out). Values are compared as read (file units): give --data-range as the peak of
+peak --data-range, averaged over bands (MPSNR; an exact band, +inf in the per-band list,
+counts as 100 dB in the mean); global PSNR over the whole cube (NTIRE); SSIM per band
+(Gaussian 11x11 window, sigma 1.5, as skimage gaussian_weights=True), averaged (MSSIM);
+SAM in degrees; ERGAS (--ergas-ratio); RMSE; MRAE (NTIRE; references <= 1e-3 x
+--data-range left out). Values are compared as read (file units): give --data-range as the peak of
 that scale (1 for reflectance in [0, 1], 4095 for 12-bit counts...). Pixels invalid
 (nodata / non-finite) in either cube are left out. The table goes to stderr, one JSON line
 with the main figures to stdout.

@@ -109,13 +109,22 @@ def _stored_scaling(meta: Cube, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray
     return scales[:, None, None], np.asarray(offsets, np.float64)[:, None, None]
 
 
-def _to_counts(data: np.ndarray, bad: np.ndarray, scaling, nodata: float | None) -> np.ndarray:
-    """(data - offset) / scale, except in invalid pixels and values equal to nodata."""
+def _to_counts(data: np.ndarray, bad: np.ndarray, scaling, nodata: float | None,
+               dtype) -> np.ndarray:
+    """(data - offset) / scale, except in invalid pixels and values equal to nodata (both
+    stay nodata). A converted value that would round to the nodata count of integer
+    ``dtype`` is moved one count away, so that a valid value is not read back as nodata."""
     scales, offsets = scaling
     keep = np.broadcast_to(bad, data.shape)
-    if nodata is not None and np.isfinite(nodata):
+    has_nodata = nodata is not None and np.isfinite(nodata)
+    if has_nodata:
         keep = keep | (data == np.float32(nodata))
     counts = (data - offsets.astype(np.float32)) / scales.astype(np.float32)
+    if has_nodata and np.dtype(dtype).kind in "ui":
+        info = np.iinfo(np.dtype(dtype))
+        with np.errstate(invalid="ignore"):
+            clash = ~keep & (np.clip(np.rint(counts), info.min, info.max) == nodata)
+        counts[clash] = np.float32(nodata + 1 if nodata < info.max else nodata - 1)
     return np.where(keep, data, counts).astype(np.float32)
 
 
@@ -235,11 +244,12 @@ def write_geotiff(cube: Cube, path, force: bool = False, dtype: str | None = Non
 
     path = Path(path)
     scaling = _stored_scaling(cube, np.dtype(dtype or "float32"))
-    # (valid values are kept off nodata in counts only for unscaled outputs)
+    # (valid values are kept off nodata in counts: here for unscaled outputs, by _to_counts
+    # for scaled ones)
     data, bad = fill_invalid(cube.data, invalid_fill(cube.nodata, dtype or "float32"), cube.valid,
                              dtype=dtype if scaling is None else None, nodata=cube.nodata)
     if scaling is not None:
-        data = _to_counts(data, bad, scaling, cube.nodata)
+        data = _to_counts(data, bad, scaling, cube.nodata, dtype)
     arr = cast_for_writing(data, dtype)
     with atomic_paths([path], force=force) as (tmp,):
         with warnings.catch_warnings():
@@ -282,7 +292,7 @@ class GeoTiffSink:
         block, bad = fill_invalid(block, self._fill, nodata=self._nodata,
                                   dtype=self.dtype if self._scaling is None else None)
         if self._scaling is not None:
-            block = _to_counts(block, bad, self._scaling, self.meta.nodata)
+            block = _to_counts(block, bad, self._scaling, self.meta.nodata, self.dtype)
         b, h, w = block.shape
         win = Window(c0, r0, w, h)
         self.ds.write(cast_for_writing(block, self.dtype.name), window=win)

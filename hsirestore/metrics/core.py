@@ -21,11 +21,13 @@ __all__ = ["CONVENTIONS", "psnr_per_band", "mpsnr", "psnr_global", "ssim_per_ban
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5  # radius int(3.5 * 1.5 + 0.5) = 5 -> 11x11 window, as skimage
 SSIM_K1, SSIM_K2 = 0.01, 0.03
-MRAE_EPS = 1e-3
+MRAE_EPS = 1e-3  # times the data range
+PSNR_CAP_DB = 100.0  # per-band PSNR cap inside the MPSNR mean (an exact band is +inf)
 
 CONVENTIONS = {
     "psnr": "MPSNR: PSNR per band, 10 log10(data_range^2 / MSE_band), then the mean over bands "
-            "(dB); a band with zero error has infinite PSNR",
+            "(dB); a band with zero error has infinite PSNR (so listed per band) and counts as "
+            "100 dB in the mean, so that one exact band does not make MPSNR infinite",
     "psnr_global": "global PSNR: one MSE over the whole cube, peak = data_range (NTIRE convention, dB)",
     "ssim": "MSSIM: SSIM per band (Gaussian window sigma 1.5, 11x11, K1 0.01, K2 0.03, "
             "C = (K * data_range)^2, population covariance, reflect padding, 5-px border left "
@@ -37,8 +39,8 @@ CONVENTIONS = {
     "ergas": "ERGAS = 100 * ratio * sqrt(mean over bands of (RMSE_b / mean_b(ref))^2), ratio = 1 "
              "for same-resolution restoration; bands with zero reference mean are left out",
     "rmse": "RMSE: root of the mean squared error over all valid values (same units as the data)",
-    "mrae": "MRAE (NTIRE): mean of |pred - ref| / ref over values with ref > 1e-3; smaller "
-            "(zero or negative) references are left out to avoid division by ~0",
+    "mrae": "MRAE (NTIRE): mean of |pred - ref| / ref over values with ref > 1e-3 x data_range; "
+            "smaller (zero or negative) references are left out to avoid division by ~0",
     "valid": "pixels outside the valid mask or non-finite in any band of either cube are left "
              "out of every metric",
 }
@@ -94,8 +96,16 @@ def psnr_per_band(pred, ref, data_range: float = 1.0, valid=None) -> np.ndarray:
 
 
 def mpsnr(pred, ref, data_range: float = 1.0, valid=None) -> float:
-    """Mean over bands of :func:`psnr_per_band` (dB)."""
-    return float(np.mean(psnr_per_band(pred, ref, data_range, valid)))
+    """Mean over bands of :func:`psnr_per_band` (dB), each capped at PSNR_CAP_DB (an exact
+    band would make the mean +inf however poor the other bands are); +inf only when every
+    band is exact."""
+    return _capped_mean(psnr_per_band(pred, ref, data_range, valid))
+
+
+def _capped_mean(pb: np.ndarray) -> float:
+    if np.all(np.isposinf(pb)):
+        return float("inf")
+    return float(np.mean(np.minimum(pb, PSNR_CAP_DB)))
 
 
 def psnr_global(pred, ref, data_range: float = 1.0, valid=None) -> float:
@@ -188,7 +198,8 @@ def ergas(pred, ref, ratio: float = 1.0, valid=None) -> float:
 
 
 def mrae(pred, ref, valid=None, eps: float = MRAE_EPS) -> float:
-    """NTIRE MRAE over values with ref > eps (NaN when there are none)."""
+    """NTIRE MRAE over values with ref > eps (NaN when there are none); ``eps`` is in data
+    units (compute_metrics passes MRAE_EPS x data_range)."""
     pred, ref, valid = _check(pred, ref, valid)
     p, r = _vals(pred, valid), _vals(ref, valid)
     ok = r > eps
@@ -212,13 +223,13 @@ def compute_metrics(pred, ref, valid=None, data_range: float = 1.0,
     rb = rmse_per_band(pred, ref, valid)
     n_valid = int(pred.shape[1] * pred.shape[2] if valid is None else valid.sum())
     return {
-        "mpsnr": float(np.mean(pb)),
+        "mpsnr": _capped_mean(pb),
         "psnr_global": psnr_global(pred, ref, data_range, valid),
         "mssim": float(np.mean(sb)),
         "sam_deg": sam_deg(pred, ref, valid),
         "ergas": ergas(pred, ref, ergas_ratio, valid),
         "rmse": rmse(pred, ref, valid),
-        "mrae": mrae(pred, ref, valid),
+        "mrae": mrae(pred, ref, valid, eps=MRAE_EPS * data_range),
         "per_band": {"psnr": pb.tolist(), "ssim": sb.tolist(), "rmse": rb.tolist()},
         "data_range": data_range,
         "valid_pixels": n_valid,
