@@ -9,7 +9,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from hsirestore.errors import ModelError
+from hsirestore.errors import ModelError, first_line
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,15 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def build_model(name: str, **overrides: Any):
-    """Build an untrained ``nn.Module`` for a registered variant (on the CPU, float32)."""
+    """Build an untrained ``nn.Module`` for a registered variant (on the CPU, float32).
+    A configuration the model cannot take (an unknown key, inconsistent sizes: e.g. from a
+    checkpoint's metadata) is a ModelError naming the variant."""
     spec = get_spec(name)
     module_name, func_name = spec.builder.split(":")
     builder = getattr(importlib.import_module(module_name), func_name)
     cfg = dict(spec.config)
     cfg.update(overrides)
-    return builder(**cfg)
+    try:
+        return builder(**cfg)
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"cannot build {name} with this configuration: {first_line(e)}") from e

@@ -209,6 +209,10 @@ def load_state_dict(path: os.PathLike | str, expected_sha256: str | None = None)
                 if key in obj and isinstance(obj[key], dict):
                     state = obj[key]
                     break
+    if not (isinstance(state, dict) and state
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
+        raise ModelError(f"cannot read weights {path}: it holds no state dict (a mapping of "
+                         "parameter names to tensors)")
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     return state, meta
 

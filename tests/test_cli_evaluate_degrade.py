@@ -80,7 +80,7 @@ def test_evaluate_errors(scene):
                                               "-o", str(d / "x")]))
     assert "nope.h5" in msg
     msg = _one_line_error(runner.invoke(app, ["evaluate", str(d / "pred.h5"), str(d / "ref.h5"),
-                                              "-o", str(d / "x"), "--data-range", "0"]))
+                                              "-o", str(d / "x"), "--data-range", "0"]), code=2)
     assert "data-range" in msg
     assert not (d / "x.json").exists()
     # integer counts compared with the default data range: a warning, still a report

@@ -29,7 +29,7 @@ def test_demo_gaptv_writes_everything(tmp_path):
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert np.isfinite(res["mpsnr"]) and res["mpsnr"] > 10
     for name in ("scene_ref.h5", "measurement.mat", "mask.mat", "decoded.h5", "report.json",
-                 "report.md", "report_bands.csv", "scene_ref.png", "decoded.png",
+                 "report.md", "report_bands.csv", "scene_ref_preview.png", "decoded_preview.png",
                  "decoded_spectra.png"):
         assert (out / name).exists(), name
     assert read_cube(out / "decoded.h5").shape == (28, 32, 32)

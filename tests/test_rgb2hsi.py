@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hsirestore.errors import InvalidValueError, ModelError, OptionError, ShapeError
+from hsirestore.errors import FormatError, InvalidValueError, ModelError, OptionError, ShapeError
 from hsirestore.inference.rgb2hsi import (WAVELENGTHS, RgbToHsi, camera_conversion_matrix,
                                           spectral_library, srgb_to_linear)
 from hsirestore.io.cube import Cube
@@ -177,9 +177,9 @@ def test_consistency_projection_renders_back_to_the_input(tmp_path, monkeypatch)
     # the projection is the least-squares correction: it does not move consistent spectra
     r = sample_response(WAVELENGTHS, wl, resp)
     np.testing.assert_allclose(project_to_rgb(out, back, r), out, atol=1e-5)
-    # without a camera the NTIRE response is needed; a missing one is a clear ModelError
+    # without a camera the NTIRE response is needed; a missing file is a clear FormatError
     monkeypatch.setenv("HSIRESTORE_DATA", str(tmp_path / "none"))
-    with pytest.raises(ModelError, match="--consistency needs the camera response"):
+    with pytest.raises(FormatError, match="--consistency needs the camera response"):
         RgbToHsi(method="poly", consistency=True)
 
 

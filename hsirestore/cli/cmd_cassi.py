@@ -124,7 +124,7 @@ def cassi(
     if overlap < 0:
         raise OptionError(f"--overlap must be >= 0; got {overlap}")
     if not (np.isfinite(data_range) and data_range > 0):
-        raise InvalidValueError(f"--data-range must be > 0; got {data_range:g}")
+        raise OptionError(f"--data-range must be > 0; got {data_range:g}")
 
     files, folder = _expand(meas, mask)
     batch = len(files) > 1 or folder

@@ -17,7 +17,7 @@ Builds a 256x256 scene from the 24 measured ColorChecker reflectances shipped by
 colour-science, simulates a CASSI snapshot through a random coded mask, decodes it with the
 shipped S2-Transformer (or GAP-TV with --method gap-tv), and writes into OUTDIR:
 scene_ref.h5, measurement.mat, mask.mat, decoded.h5, report.json/.md/_bands.csv and
-previews (scene_ref.png, decoded.png, decoded_spectra.png).
+previews (scene_ref_preview.png, decoded_preview.png, decoded_spectra.png).
 
 \b
 Examples:
@@ -52,7 +52,8 @@ def demo(
     targets = [p for name in ("scene_ref.h5", "measurement.mat", "mask.mat", "decoded.h5")
                for p in output_paths(outdir / name)]
     targets += list(report_paths(outdir / "report")) + [
-        outdir / "scene_ref.png", outdir / "decoded.png", spectra_path(outdir / "decoded.png")]
+        outdir / "scene_ref_preview.png", outdir / "decoded_preview.png",
+        spectra_path(outdir / "decoded_preview.png")]
     if outdir.exists():
         check_writable(targets, force)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -76,9 +77,9 @@ def demo(
     write_report(metrics, outdir / "report", force=force, wavelengths=wl,
                  extra={"task": "CASSI decoding of a synthetic ColorChecker scene",
                         "method": decoder.describe(), "seconds": round(seconds, 3)})
-    write_preview(scene, outdir / "scene_ref.png", wavelengths=wl, force=force)
+    write_preview(scene, outdir / "scene_ref_preview.png", wavelengths=wl, force=force)
     pixels = [(size // 8, size // 8), (size // 2, size // 3), (int(size * 0.87), size // 2)]
-    write_preview(cube, outdir / "decoded.png", wavelengths=wl, pixels=pixels, force=force)
+    write_preview(cube, outdir / "decoded_preview.png", wavelengths=wl, pixels=pixels, force=force)
     summary = {"method": decoder.describe(), "mpsnr": round(metrics["mpsnr"], 2),
                "mssim": round(metrics["mssim"], 4), "sam_deg": round(metrics["sam_deg"], 2),
                "seconds": round(seconds, 2), "outdir": str(outdir)}

@@ -57,7 +57,7 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    from hsirestore.errors import InvalidValueError, ShapeError
+    from hsirestore.errors import InvalidValueError, OptionError, ShapeError
     from hsirestore.io import read_cube
     from hsirestore.cli.common import refuse_overwriting_inputs
     from hsirestore.io.atomic import check_writable
@@ -65,7 +65,7 @@ def evaluate(
     from hsirestore.metrics.report import SUMMARY
 
     if not (np.isfinite(data_range) and data_range > 0):
-        raise InvalidValueError(f"--data-range must be > 0; got {data_range:g}")
+        raise OptionError(f"--data-range must be > 0; got {data_range:g}")
     if output is None:
         output = Path(pred.stem + "_report")
     refuse_overwriting_inputs([pred, ref], report_paths(output))

@@ -45,7 +45,7 @@ def render_rgb_cmd(
 ) -> None:
     import numpy as np
 
-    from hsirestore.errors import InvalidValueError, OptionError
+    from hsirestore.errors import FormatError, InvalidValueError, OptionError
     from hsirestore.inference.normalize import fit_scaling
     from hsirestore.io import read_cube, write_rgb
     from hsirestore.cli.common import refuse_overwriting_inputs
@@ -67,7 +67,7 @@ def render_rgb_cmd(
     elif name.lower() == "ntire":
         path = default_camera_path()
         if path is None:
-            raise OptionError("--camera ntire: ntire2022_rgb_qe.csv was not found in the shared "
+            raise FormatError("--camera ntire: ntire2022_rgb_qe.csv was not found in the shared "
                               "data folder; set HSIRESTORE_DATA or pass the CSV file")
         rwl, resp = load_camera_response(path)
         camera_label = str(path)

@@ -63,10 +63,10 @@ def simulate_cassi(
     data, valid = c.data, c.valid
     if to_28:
         if c.wavelengths is None:
-            raise OptionError(f"{cube} has no wavelengths, so --to-28 cannot resample it")
+            raise InvalidValueError(f"{cube} has no wavelengths, so --to-28 cannot resample it")
         wl = wavelengths_nm(c.wavelengths, c.wavelength_units)
         if wl.min() > CASSI_WAVELENGTHS_28[0] + 10 or wl.max() < CASSI_WAVELENGTHS_28[-1] - 10:
-            raise OptionError(f"{cube}: its bands ({wl.min():g}-{wl.max():g} nm) do not cover the "
+            raise InvalidValueError(f"{cube}: its bands ({wl.min():g}-{wl.max():g} nm) do not cover the "
                               f"28 TSA-Net bands ({CASSI_WAVELENGTHS_28[0]:g}-"
                               f"{CASSI_WAVELENGTHS_28[-1]:g} nm) that --to-28 resamples onto")
         data = interpolate_bands(data, wl, CASSI_WAVELENGTHS_28)

@@ -1,8 +1,8 @@
 """All-in-one restoration predictor (HSI-VAR) for cubes of any band count.
 
 Pipeline: the input is normalised (:func:`hsirestore.inference.normalize.fit_scaling`, rule
-"auto" by default: floats in [0, 1] as they are, 8-bit by 255, anything else by its 99.9th
-percentile), cut into overlapping spatial tiles (raised-cosine blending, reflect padding to
+"auto" by default: floats in [0, 1] -- or noisy [0, 1] data whose 0.1th/99.9th percentiles
+lie in [-0.5, 1.5] -- as they are, 8-bit by 255, anything else by its 99.9th percentile), cut into overlapping spatial tiles (raised-cosine blending, reflect padding to
 the model's size multiple, :class:`~hsirestore.inference.engine.TiledPredictor`), restored and
 mapped back to the input's scale (writers cast back to the input's dtype on request).
 

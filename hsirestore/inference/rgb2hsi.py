@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hsirestore.errors import InvalidValueError, ModelError, OptionError, ShapeError
+from hsirestore.errors import FormatError, InvalidValueError, ModelError, OptionError, ShapeError
 from hsirestore.io.cube import Cube
 
 WAVELENGTHS = np.arange(400.0, 701.0, 10.0)
@@ -105,7 +105,7 @@ def reference_response():
 
     path = default_camera_path()
     if path is None:
-        raise ModelError("the NTIRE 2022 camera response (ntire2022_rgb_qe.csv) is needed for "
+        raise FormatError("the NTIRE 2022 camera response (ntire2022_rgb_qe.csv) is needed for "
                          "--camera but was not found; set HSIRESTORE_DATA to the data folder")
     return load_camera_response(path)
 
@@ -231,6 +231,10 @@ class RgbToHsi:
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         self.progress = progress
         self.device_spec = device
+        if (device or "auto").strip().lower() not in ("auto", "cpu"):  # checked for poly too
+            from hsirestore.inference.device import resolve_device
+
+            resolve_device(device)
         self.poly = None
         self.model = None
         if method == "poly":
@@ -286,8 +290,8 @@ class RgbToHsi:
         else:
             try:
                 wl, resp = reference_response()
-            except ModelError:
-                raise ModelError("--consistency needs the camera response: pass --camera FILE.csv, "
+            except FormatError:
+                raise FormatError("--consistency needs the camera response: pass --camera FILE.csv, "
                                  "or set HSIRESTORE_DATA to the folder holding "
                                  "camera/ntire2022_rgb_qe.csv") from None
         cache[self.camera] = sample_response(WAVELENGTHS, wl, resp)

@@ -20,7 +20,7 @@ not change results): a = softmax(W avgpool(X) + b) (C,), GA_gamma(X) = X^a,
 GA_log(X) = (1 + 4a) log(1 + X).
 
 Tensors: RGB (N, 3, H, W) linear in [0, 1] -> HSI (N, 31, H, W); H, W multiples of
-``size_multiple`` (2^S; predictors pad).
+``model.size_multiple`` (2^(S+1), 8 for S = 2; predictors pad).
 
 References: Z. Yang, L. Sun, J. Dong, X. An, Y. Liu, M. Li, "MCGA: Mixture of Codebooks
 Hyperspectral Reconstruction via Grayscale-Aware Attention", arXiv 2025
@@ -349,8 +349,8 @@ class GANet(nn.Module):
 class MCGA(nn.Module):
     """Stage 1 (``vq``) + stage 2 (``ganet``). ``forward(rgb (N,3,H,W)) -> (N, bands, H, W)``.
 
-    ``stage`` selects what ``training_loss`` trains; for stage 2 the MoC and the stage-1
-    decoder are frozen (``freeze_stage1``).
+    Stage 1 trains ``vq`` alone (``vq(hsi, source, mask_bands)``); stage 2 freezes the MoC and
+    the stage-1 decoder (``freeze_stage1``) and trains GANet with ``stage2_loss(rgb, hsi)``.
     """
 
     def __init__(self, bands: int = 31, dim: int = 128, scales: int = 2, codebook_size: int = 512,

@@ -379,9 +379,10 @@ class UnfoldedS2Transformer(nn.Module):
 
     forward(x (N, B, H, W), mask (N, 1, H, W), meas (N, H, W + step*(B-1)),
     init_est (N, B, H, W) or None) -> (cube (N, B, H, W), [stage outputs before the last]).
-    ``x`` (the single-pass input) is only used for its shape; ``meas`` is the measurement on
-    the cube's scale. ``project_output=True`` ends with one more projection onto the
-    measurement, so the returned cube reproduces ``meas`` exactly where the mask is open.
+    ``x`` (the single-pass model's input) is not used (it keeps the two models' signatures
+    alike); ``meas`` is the measurement on the cube's scale. ``project_output=True`` ends
+    with one more projection onto the measurement, so the returned cube reproduces ``meas``
+    exactly where the mask is open.
     """
 
     def __init__(self, in_chans: int = 28, stages: int = 3, embed_dim: int = 32, depth: int = 2,

@@ -198,7 +198,7 @@ def render_rgb(cube: np.ndarray, wavelengths, response_wl=None, response=None,
 def default_camera_path() -> Path | None:
     """The NTIRE 2022 response (``camera/ntire2022_rgb_qe.csv`` in ``$HSIRESTORE_DATA`` or
     ../shared/data) when present, else None (GPL-3.0 data, not shipped with the package)."""
-    from hsirestore.training.cave import shared_data_dir
+    from hsirestore.paths import shared_data_dir
 
     p = shared_data_dir() / "camera" / "ntire2022_rgb_qe.csv"
     return p if p.is_file() else None

@@ -7,13 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def shared_data_dir() -> Path:
-    """``$HSIRESTORE_DATA`` or ``../shared/data`` relative to the repository root."""
-    env = os.environ.get("HSIRESTORE_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from hsirestore.paths import shared_data_dir  # noqa: F401  (re-exported for the trainers)
 
 
 def cave_files(split: str) -> list[Path]:
