@@ -142,10 +142,14 @@ def test_scaled_integer_source_is_written_as_float(tmp_path, hsivar_tiny_weights
     src = tmp_path / "scaled.h5"
     c = _cube(31)
     write_cube(Cube(c.data / 4000, source_dtype="float32"), src)
-    from hsirestore.cli.cmd_denoise import _output_dtype
+    from hsirestore.cli.common import output_dtype
 
-    assert _output_dtype("uint16", c.data / 4000) is None
-    assert _output_dtype("uint16", c.data) == "uint16" and _output_dtype("float32", c.data) is None
+    def meta(dt):
+        return Cube(c.data[:, :2, :2], source_dtype=dt)
+
+    assert output_dtype(meta("uint16"), c.data / 4000, "o.h5") is None
+    assert output_dtype(meta("uint16"), c.data, "o.h5") == "uint16"
+    assert output_dtype(meta("float32"), c.data, "o.h5") is None
     r = runner.invoke(app, ["denoise", str(src), "--model", "hsivar-tiny", "--weights",
                             str(hsivar_tiny_weights), "--tile", "0", "--threads", "1"])
     assert r.exit_code == 0, r.stderr

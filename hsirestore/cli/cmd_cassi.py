@@ -128,6 +128,8 @@ def cassi(
 
     files, folder = _expand(meas, mask)
     batch = len(files) > 1 or folder
+    if spectra and not preview:
+        raise OptionError("--spectra needs --preview (the spectra are plotted beside the preview)")
     if batch and (reference is not None or spectra):
         raise OptionError("--reference and --spectra take one measurement, not a batch")
     to_folder = output_is_folder(output, batch)

@@ -37,22 +37,6 @@ Examples:
 """
 
 
-def _integer_output(source_dtype: str | None, data) -> str | None:
-    """The input's integer dtype when its values (as read) are whole numbers, else None."""
-    import numpy as np
-
-    if not source_dtype:
-        return None
-    try:
-        dt = np.dtype(source_dtype)
-    except TypeError:
-        return None
-    if dt.kind not in "ui":
-        return None
-    sample = data.reshape(-1)[:: max(1, data.size // 100_000)]
-    return dt.name if np.array_equal(sample, np.round(sample)) else None
-
-
 @command(app, "degrade", help=HELP)
 def degrade(
     src: Path = typer.Argument(..., help="Input cube (ENVI .hdr, .tif, .mat, .h5)."),
@@ -72,7 +56,7 @@ def degrade(
 ) -> None:
     import numpy as np
 
-    from hsirestore.cli.common import refuse_overwriting_inputs
+    from hsirestore.cli.common import output_dtype, refuse_overwriting_inputs
     from hsirestore.errors import InvalidValueError, OptionError
     from hsirestore.inference.normalize import (fill_missing_entries, fit_scaling, invalid_mask,
                                                 missing_entries)
@@ -103,7 +87,10 @@ def degrade(
         bad |= ~cube.valid
     if bad.all():
         raise InvalidValueError(f"{src}: no valid pixel (every pixel is NaN or nodata)")
-    norm = fit_scaling(cube, scaling, cube.source_dtype)
+    # RGB images are read already divided by 255 / 65535 (values in [0, 1]): scale them as
+    # the floats they now are, not as 8-bit counts (that divided by 255 twice)
+    prescaled = "bits" in cube.attrs
+    norm = fit_scaling(cube, scaling, "float32" if prescaled else cube.source_dtype)
     x = norm.to_model(cube.data)
     # nodata must not leak into valid pixels through blurs and resampling: degrade a copy
     # whose holes are filled (single nodata values from the pixel's other bands, invalid
@@ -123,8 +110,8 @@ def degrade(
     record = {**jsonable_info(info), "seed": seed, "normalisation": norm.describe()}
     out = cube.with_data(np.asarray(norm.from_model(y), np.float32))
     out.attrs = {**cube.attrs, "degradation": json.dumps(record)}
-    dtype = _integer_output(cube.source_dtype, cube.data)
-    if dtype is not None:
+    dtype = output_dtype(cube, cube.data[:, ::7, ::7], dst)
+    if dtype is not None and "band_scales" not in cube.attrs:  # counts: round them
         info_t = np.iinfo(dtype)
         out.data = np.clip(np.rint(out.data), info_t.min, info_t.max).astype(np.float32)
     written = write_cube(out, dst, force=force, dtype=dtype)

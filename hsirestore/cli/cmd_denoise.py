@@ -28,7 +28,9 @@ count: 31-band groups with overlap (fewer than 31 bands are resampled; fewer tha
 refused); ENVI bad bands (bbl = 0) are written back as read.
 
 Several inputs or a folder: one output per cube in OUT (a folder; default beside the input,
-named NAME_restored with the input's format); existing outputs are skipped unless --force;
+named NAME_restored with the input's format; NAME_DATASET_restored for file.h5:/DATASET or
+--var DATASET); a folder contributes its cube files (ENVI, TIFF, .mat, HDF5; RGB images and
+earlier NAME_restored outputs are skipped); existing outputs are skipped unless --force;
 one JSON line per file (input, output, status ok/skipped/error, seconds, message); an error
 on one file does not stop the batch, but the exit code is 1 at the end.
 
@@ -72,39 +74,28 @@ def _out_suffix(src: Path) -> str:
         return file.suffix
 
 
-def _target(src: Path, outdir: Path | None) -> Path:
+def _target(src: Path, outdir: Path | None, var: str | None = None) -> Path:
     """OUTDIR/NAME_restored.<suffix>; NAME_DATASET_restored.h5 for file.h5:/group/DATASET
-    inputs, so that two datasets of one file get two outputs."""
+    inputs, and NAME_VAR_restored.<suffix> with --var, so that two datasets (variables) of one
+    file get two outputs."""
     from hsirestore.io.hdf5 import split_path
 
     file, dataset = split_path(src)
+    dataset = dataset or var
     name = file.stem + (f"_{dataset.rstrip('/').rsplit('/', 1)[-1]}" if dataset else "")
     return (outdir or file.parent) / f"{name}_restored{_out_suffix(src)}"
-
-
-def _output_dtype(source_dtype: str | None, sample) -> str | None:
-    """Write integers only when the input held integer counts: an integer source dtype whose
-    values (as read) are whole numbers. Readers that apply a scale factor (e.g. CAVE HDF5
-    with a 'scale' attribute) give fractional values; those results are written as float32."""
-    import numpy as np
-
-    if not source_dtype or np.dtype(source_dtype).kind not in "ui":
-        return None
-    v = np.asarray(sample, np.float64)
-    v = v[np.isfinite(v)]
-    return source_dtype if v.size and np.array_equal(v, np.round(v)) else None
 
 
 def _run_one(restorer, src: Path, dst: Path, degradation: str, stream: bool, force: bool,
              var: str | None = None, layout: str | None = None):
     """Restore one file (in memory, or window by window with ``stream``); returns its shape."""
-    from hsirestore.cli.common import refuse_overwriting_inputs
+    from hsirestore.cli.common import output_dtype, refuse_overwriting_inputs
     from hsirestore.io import create_cube, open_cube, output_paths, read_cube, write_cube
 
     refuse_overwriting_inputs([src], output_paths(dst))
     if not stream:
         cube = read_cube(src, var=var, layout=layout)
-        dtype = _output_dtype(cube.source_dtype, cube.data[:, ::7, ::7])
+        dtype = output_dtype(cube, cube.data[:, ::7, ::7], dst)
         out = restorer.restore(cube, degradation)
         write_cube(out, dst, force=force, dtype=dtype)
         return out.shape
@@ -113,8 +104,8 @@ def _run_one(restorer, src: Path, dst: Path, degradation: str, stream: bool, for
         meta = source.meta
         _, h, w = source.shape
         r0, c0 = max(0, h // 2 - 64), max(0, w // 2 - 64)
-        dtype = _output_dtype(meta.source_dtype, source.read_window(r0, min(h, r0 + 128), c0,
-                                                                    min(w, c0 + 128)))
+        dtype = output_dtype(meta, source.read_window(r0, min(h, r0 + 128), c0, min(w, c0 + 128)),
+                             dst)
         sink = create_cube(dst, meta, source.shape, force=force, dtype=dtype)
         try:
             restorer.restore_stream(source, sink, degradation)
@@ -185,7 +176,7 @@ def _restore_cmd(
     batch = len(files) > 1 or folder
     to_folder = output_is_folder(output, batch)
     if batch:
-        jobs = [(f, _target(f, output)) for f in files]
+        jobs = [(f, _target(f, output, var)) for f in files]
         check_distinct_targets(jobs)
     else:
         src = files[0]
@@ -193,9 +184,9 @@ def _restore_cmd(
             from hsirestore.errors import FormatError
 
             raise FormatError(f"{src}: file not found")
-        dst = _target(src, output) if to_folder or output is None else output
+        dst = _target(src, output, var) if to_folder or output is None else output
         jobs = [(src, dst)]
-        targets = output_paths(dst) + ([dst.with_name(dst.stem + "_preview.png")] if preview else [])
+        targets = output_paths(dst) + ([_preview_path(dst)] if preview else [])
         refuse_overwriting_inputs([src], targets)
         if not to_folder:
             check_writable(targets, force)

@@ -20,7 +20,8 @@ counts as 100 dB in the mean); global PSNR over the whole cube (NTIRE); SSIM per
 SAM in degrees; ERGAS (--ergas-ratio); RMSE; MRAE (NTIRE; references <= 1e-3 x
 --data-range left out). Values are compared as read (file units): give --data-range as the peak of
 that scale (1 for reflectance in [0, 1], 4095 for 12-bit counts...). Pixels invalid
-(nodata / non-finite) in either cube are left out. The table goes to stderr, one JSON line
+(nodata / non-finite) in either cube are left out, and so are pixels where a single band
+holds the nodata value (a missing value). The table goes to stderr, one JSON line
 with the main figures to stdout.
 
 \b
@@ -28,6 +29,7 @@ Examples:
   hsirestore evaluate restored.h5 clean.h5 -o report
   hsirestore evaluate pred.tif ref.tif --data-range 4095 -o eval/scene1
   hsirestore evaluate pred.mat gt.mat --var cube --force
+  hsirestore evaluate out/scenes_scene1_restored.h5 scenes.h5:/scene1
 """
 
 
@@ -46,7 +48,8 @@ def evaluate(
     data_range: float = typer.Option(1.0, "--data-range", help="Peak value for PSNR/SSIM."),
     ergas_ratio: float = typer.Option(1.0, "--ergas-ratio", help="ERGAS resolution ratio (1 for "
                                       "restoration, 1/s for x s super-resolution)."),
-    var: str = typer.Option(None, help="Variable/dataset name in .mat/.h5 files (both)."),
+    var: str = typer.Option(None, help="Variable/dataset name in .mat/.h5 files (used for both "
+                            "files; name one file's dataset as FILE.h5:/dataset instead)."),
     layout: str = typer.Option(None, help="bands-first or bands-last, when a .mat/HDF5/TIFF "
                                "array's band axis is ambiguous."),
     force: bool = typer.Option(False, help=FORCE_HELP),
@@ -66,6 +69,8 @@ def evaluate(
 
     if not (np.isfinite(data_range) and data_range > 0):
         raise OptionError(f"--data-range must be > 0; got {data_range:g}")
+    if not (np.isfinite(ergas_ratio) and ergas_ratio > 0):
+        raise OptionError(f"--ergas-ratio must be > 0; got {ergas_ratio:g}")
     if output is None:
         output = Path(pred.stem + "_report")
     refuse_overwriting_inputs([pred, ref], report_paths(output))
@@ -83,10 +88,25 @@ def evaluate(
                                 wavelengths_nm(r.wavelengths, r.wavelength_units),
                                 rtol=1e-3, atol=0.5)):
         notes.append("the two cubes have different wavelengths; bands are compared by index")
+    from hsirestore.inference.normalize import missing_entries
+
     valid = None
     for v in (p.valid, r.valid):
         if v is not None:
             valid = v.copy() if valid is None else (valid & v)
+    # single values equal to nodata in otherwise valid pixels are missing values, not data:
+    # leave those pixels out too (one -9999 would dominate RMSE, global PSNR and ERGAS)
+    holes = np.zeros(p.shape[1:], bool)
+    for c in (p, r):
+        miss = missing_entries(c.data, c.nodata)
+        if miss is not None:
+            holes |= miss.any(axis=0)
+    if valid is not None:
+        holes &= valid
+    if holes.any():
+        valid = ~holes if valid is None else (valid & ~holes)
+        notes.append(f"{int(holes.sum())} pixel(s) with a missing value (nodata in some bands) "
+                     "left out")
     if valid is not None and not valid.any():
         raise InvalidValueError("no pixel is valid in both cubes")
     ref_vals = r.data if valid is None else r.data[:, valid]

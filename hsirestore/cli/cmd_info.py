@@ -11,8 +11,14 @@ import typer
 from hsirestore.cli.app import app
 from hsirestore.cli.common import command
 
-HELP = """Describe a cube: shape (bands x rows x cols), source dtype, format, wavelengths,
-fwhm, units, CRS and transform, nodata and invalid-pixel count, value range.
+HELP = """Describe a cube: shape (bands x rows x cols), data type, format, wavelengths,
+fwhm, units, CRS and transform, nodata, invalid-pixel and missing-value counts, bad bands
+(ENVI bbl), value range.
+
+The data type line says how values are read: as stored, or with the file's scale applied
+(e.g. "float32 (stored int16, band scales applied)", "uint8 (read as values / 255)"). The
+value range covers valid values only: pixels that are NaN or nodata in every band, and
+single values equal to nodata (missing values), are left out.
 
 Values are scanned in row strips, so big ENVI/GeoTIFF/HDF5 files never load whole; percentiles
 (1, 50, 99) come from a bounded random sample of valid values.
@@ -39,7 +45,7 @@ def cube_info(path: str, var: str | None = None, layout: str | None = None,
         m = src.meta
         rows_per = max(1, strip_pixels // max(1, b * w))
         nodata = m.nodata
-        vmin, vmax, total, n_valid_vals, invalid_px = np.inf, -np.inf, 0.0, 0, 0
+        vmin, vmax, total, n_valid_vals, invalid_px, missing = np.inf, -np.inf, 0.0, 0, 0, 0
         rng = np.random.default_rng(0)
         samples: list[np.ndarray] = []
         per_strip = max(1, _SAMPLE * rows_per // max(1, h))
@@ -52,6 +58,10 @@ def cube_info(path: str, var: str | None = None, layout: str | None = None,
             invalid_px += int(bad.sum())
             vals = blk[:, ~bad]
             vals = vals[np.isfinite(vals)]
+            if nodata is not None and np.isfinite(nodata):  # single missing values
+                hit = vals == np.float32(nodata)
+                missing += int(hit.sum())
+                vals = vals[~hit]
             if vals.size:
                 vmin, vmax = min(vmin, float(vals.min())), max(vmax, float(vals.max()))
                 total += float(vals.sum(dtype=np.float64))
@@ -65,11 +75,24 @@ def cube_info(path: str, var: str | None = None, layout: str | None = None,
             stats = {"min": vmin, "max": vmax, "mean": total / n_valid_vals,
                      "p1": p1, "p50": p50, "p99": p99}
         wl = m.wavelengths
+        from hsirestore.inference.normalize import bad_bands
+
+        bbl = bad_bands(m, b)
+        attrs = m.attrs or {}
+        if attrs.get("stored_dtype"):
+            how = "band scales applied" if "band_scales" in attrs else "scale applied"
+            read_as = f"{m.source_dtype} (stored {attrs['stored_dtype']}, {how})"
+        elif "bits" in attrs and m.source_dtype in ("uint8", "uint16"):
+            read_as = f"{m.source_dtype} (read as values / {np.iinfo(m.source_dtype).max})"
+        else:
+            read_as = m.source_dtype
         return {
             "path": str(path),
             "format": fmt,
             "shape": {"bands": b, "rows": h, "cols": w},
             "source_dtype": m.source_dtype,
+            "stored_dtype": attrs.get("stored_dtype") or m.source_dtype,
+            "read_as": read_as,
             "wavelengths": None if wl is None else {
                 "count": int(wl.size), "min": float(wl.min()), "max": float(wl.max()),
                 "values": [float(v) for v in wl]},
@@ -77,13 +100,28 @@ def cube_info(path: str, var: str | None = None, layout: str | None = None,
             "fwhm": None if m.fwhm is None else [float(v) for v in m.fwhm],
             "band_names": m.band_names,
             "crs": m.crs,
+            "epsg": _epsg(m.crs),
             "transform": None if m.transform is None else list(m.transform),
             "nodata": nodata,
             "invalid_pixels": invalid_px,
+            "missing_values": missing,
+            "bad_bands": None if bbl is None else [int(i) for i in np.flatnonzero(bbl)],
             "values": stats,
         }
     finally:
         src.close()
+
+
+def _epsg(crs: str | None) -> int | None:
+    """The EPSG code of a CRS string (WKT, PROJ or "EPSG:n") when it has one, else None."""
+    if not crs:
+        return None
+    try:
+        from rasterio.crs import CRS
+
+        return CRS.from_user_input(crs).to_epsg()
+    except Exception:  # an unparsable CRS is shown as stored
+        return None
 
 
 def _text(d: dict) -> str:
@@ -91,7 +129,7 @@ def _text(d: dict) -> str:
     lines = [f"file:        {d['path']}",
              f"format:      {d['format']}",
              f"shape:       {s['bands']} bands x {s['rows']} rows x {s['cols']} cols",
-             f"dtype:       {d['source_dtype'] or 'unknown'}"]
+             f"dtype:       {d['read_as'] or 'unknown'}"]
     wl = d["wavelengths"]
     units = d["wavelength_units"] or ""
     lines.append("wavelengths: none" if wl is None else
@@ -99,12 +137,19 @@ def _text(d: dict) -> str:
     if d["fwhm"] is not None:
         f = d["fwhm"]
         lines.append(f"fwhm:        {min(f):g} .. {max(f):g} {units}".rstrip())
-    lines.append(f"crs:         {(d['crs'] or 'none')[:100]}")
+    crs = f"EPSG:{d['epsg']}" if d.get("epsg") else (d["crs"] or "none")
+    lines.append(f"crs:         {crs[:100]}")
     if d["transform"] is not None:
         lines.append("transform:   " + ", ".join(f"{v:g}" for v in d["transform"]))
     lines.append(f"nodata:      {d['nodata'] if d['nodata'] is not None else 'none'}")
     total = s["rows"] * s["cols"]
-    lines.append(f"invalid:     {d['invalid_pixels']} of {total} pixels")
+    lines.append(f"invalid:     {d['invalid_pixels']} of {total} pixels"
+                 + (f"; {d['missing_values']} missing values (nodata in single bands)"
+                    if d["missing_values"] else ""))
+    if d["bad_bands"]:
+        lines.append(f"bad bands:   {len(d['bad_bands'])} (bbl = 0; 0-based: "
+                     + ", ".join(map(str, d["bad_bands"][:20])) + (" ..." if len(d["bad_bands"]) > 20 else "")
+                     + ")")
     v = d["values"]
     lines.append("values:      no valid values" if v is None else
                  f"values:      min {v['min']:.6g}, max {v['max']:.6g}, mean {v['mean']:.6g}, "

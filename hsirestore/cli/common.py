@@ -215,3 +215,30 @@ def check_layout(layout: str | None) -> str | None:
     if layout is not None and layout not in ("bands-first", "bands-last"):
         raise OptionError(f"--layout must be bands-first or bands-last, not {layout!r}")
     return layout
+
+
+def output_dtype(meta, sample, dst) -> str | None:
+    """The integer type to write a result of the cube ``meta`` (a Cube or a source's meta)
+    to ``dst`` in, or None for float32: the input's integer type when it held integer counts
+    (an integer source dtype whose values, as read, are whole numbers; ``sample`` is a
+    (bands, h, w) sample of them), or a GeoTIFF's stored integer type when its band
+    scales/offsets were applied on reading and ``dst`` is a GeoTIFF again (written back as
+    counts with the same scales). Other scaled inputs (e.g. CAVE HDF5 with a 'scale'
+    attribute) give fractional values and are written as float32."""
+    import numpy as np
+
+    from hsirestore.io import detect_format
+
+    attrs = getattr(meta, "attrs", None) or {}
+    stored = attrs.get("stored_dtype")
+    if stored and "band_scales" in attrs and np.dtype(stored).kind in "ui":
+        try:
+            return stored if detect_format(dst) == "geotiff" else None
+        except Exception:  # an unknown output format is reported by the writer
+            return None
+    source_dtype = getattr(meta, "source_dtype", None)
+    if not source_dtype or "bits" in attrs or np.dtype(source_dtype).kind not in "ui":
+        return None  # ("bits": RGB images are read as values / 255 or / 65535)
+    v = np.asarray(sample, np.float64)
+    v = v[np.isfinite(v)]
+    return source_dtype if v.size and np.array_equal(v, np.round(v)) else None

@@ -90,6 +90,10 @@ def _meta_from_dataset(ds) -> Cube:
         attrs = {"stored_dtype": source_dtype, "band_scales": [float(v) for v in ds.scales],
                  "band_offsets": [float(v) for v in ds.offsets]}
         source_dtype = "float32"
+    carried = {k: v for k, v in ds.tags().items()
+               if k != "wavelength_units" and not k.startswith("hsirestore_")}
+    if carried:  # dataset metadata (ACQUISITION_DATE, AREA_OR_POINT, ...), written back as read
+        attrs["geotiff_tags"] = carried
     return Cube(np.zeros((bands, 1, 1), np.float32), wavelengths=wavelengths, wavelength_units=units,
                 fwhm=fw, nodata=ds.nodata, crs=crs, transform=transform, band_names=names,
                 source_dtype=source_dtype, attrs=attrs)
@@ -232,6 +236,9 @@ def _tag(ds, cube: Cube, scaling=None) -> None:
     if scaling is not None:
         ds.scales = [float(v) for v in scaling[0].ravel()]
         ds.offsets = [float(v) for v in scaling[1].ravel()]
+    carried = cube.attrs.get("geotiff_tags")
+    if isinstance(carried, dict) and carried:
+        ds.update_tags(**{str(k): str(v) for k, v in carried.items()})
     if cube.wavelength_units:
         ds.update_tags(wavelength_units=cube.wavelength_units)
     notes = provenance(cube.attrs)
