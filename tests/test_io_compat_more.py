@@ -287,7 +287,7 @@ def test_write_hdf5_invalid_pixels_like_the_sink(tmp_path, dtype, nodata, expect
     assert int((~back.valid).sum()) == 3
 
 
-@pytest.mark.parametrize("dtype,nodata,expect", [("float32", None, np.nan), ("float32", -9999.0, np.nan),
+@pytest.mark.parametrize("dtype,nodata,expect", [("float32", None, np.nan), ("float32", -9999.0, -9999.0),
                                                  ("int16", None, 0), ("int16", -9999.0, -9999),
                                                  ("uint8", float("nan"), 0)])
 def test_write_mat_invalid_pixels(tmp_path, dtype, nodata, expect):

@@ -16,8 +16,8 @@ from hsirestore.cli.common import command
 Builds a 256x256 scene from the 24 measured ColorChecker reflectances shipped by
 colour-science, simulates a CASSI snapshot through a random coded mask, decodes it with the
 shipped S2-Transformer (or GAP-TV with --method gap-tv), and writes into OUTDIR:
-scene_ref.h5, measurement.mat, mask.mat, decoded.h5, report.json/.md/_bands.csv and
-previews (scene_ref_preview.png, decoded_preview.png, decoded_spectra.png).
+scene_ref.h5, measurement.mat (variable `meas`), mask.mat (variable `mask`), decoded.h5,
+report.json/.md/_bands.csv and previews (scene_ref_preview.png, decoded_preview.png, decoded_spectra.png).
 
 \b
 Examples:
@@ -66,8 +66,8 @@ def demo(
 
     ref = Cube(scene, wavelengths=wl, wavelength_units="nm")
     write_cube(ref, outdir / "scene_ref.h5", force=force)
-    write_cube(Cube(meas[None]), outdir / "measurement.mat", force=force)
-    write_cube(Cube(mask[None]), outdir / "mask.mat", force=force)
+    write_cube(Cube(meas[None]), outdir / "measurement.mat", force=force, var="meas")
+    write_cube(Cube(mask[None]), outdir / "mask.mat", force=force, var="mask")
 
     t0 = time.perf_counter()
     cube = decoder.decode(meas, mask)

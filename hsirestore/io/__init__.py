@@ -13,8 +13,9 @@ from hsirestore.errors import FormatError
 from hsirestore.io.cube import ArraySink, ArraySource, Cube, CubeSink, CubeSource
 from hsirestore.io.rgb import read_rgb, write_rgb
 
-__all__ = ["Cube", "CubeSource", "CubeSink", "read_cube", "write_cube", "open_cube",
-           "create_cube", "read_rgb", "write_rgb", "detect_format", "output_paths"]
+__all__ = ["Cube", "CubeSource", "CubeSink", "ArraySource", "ArraySink", "read_cube",
+           "write_cube", "open_cube", "create_cube", "read_rgb", "write_rgb", "detect_format",
+           "output_paths"]
 
 _SUFFIX = {".hdr": "envi", ".img": "envi", ".dat": "envi", ".raw": "envi", ".bsq": "envi",
            ".bil": "envi", ".bip": "envi", ".tif": "tiff", ".tiff": "tiff", ".mat": "mat",
@@ -130,8 +131,13 @@ def writable_dtype(fmt: str, dtype: str | None) -> str | None:
     return _WIDER.get(fmt, {}).get(name, name)
 
 
-def write_cube(cube: Cube, path, *, force: bool = False, dtype: str | None = None) -> list[Path]:
-    """Write atomically by suffix; refuses to overwrite without ``force``. Returns the files."""
+def write_cube(cube: Cube, path, *, force: bool = False, dtype: str | None = None,
+               var: str | None = None) -> list[Path]:
+    """Write atomically by suffix; refuses to overwrite without ``force``. Returns the files.
+
+    ``var`` names the variable of a .mat output (other formats ignore it); None: the variable
+    the cube was read from (``cube.attrs['variable']``) when it is a valid MATLAB name, else
+    "cube" (:func:`hsirestore.io.matfile.output_variable`)."""
     from hsirestore.io.atomic import check_free_space
 
     fmt = detect_format(path)
@@ -149,7 +155,7 @@ def write_cube(cube: Cube, path, *, force: bool = False, dtype: str | None = Non
     if fmt == "mat":
         from hsirestore.io.matfile import write_mat
 
-        return write_mat(cube, path, force, dtype)
+        return write_mat(cube, path, force, dtype, var=var)
     if fmt == "hdf5":
         from hsirestore.io.hdf5 import write_hdf5
 
@@ -210,19 +216,22 @@ def open_cube(path, *, var: str | None = None, layout: str | None = None) -> Cub
 class _BufferedSink(ArraySink):
     """Buffers in memory, writes with write_cube on commit (formats without window writes)."""
 
-    def __init__(self, path, meta: Cube, shape, force, dtype):
+    def __init__(self, path, meta: Cube, shape, force, dtype, var=None):
         from hsirestore.io.atomic import check_writable
 
         check_writable(output_paths(path), force)
         super().__init__(shape)
-        self.path, self.meta, self.force, self.dtype = path, meta, force, dtype
+        self.path, self.meta, self.force, self.dtype, self.var = path, meta, force, dtype, var
 
     def commit(self) -> None:
-        write_cube(self.meta.with_data(self.data), self.path, force=self.force, dtype=self.dtype)
+        write_cube(self.meta.with_data(self.data), self.path, force=self.force, dtype=self.dtype,
+                   var=self.var)
 
 
-def create_cube(path, meta: Cube, shape, *, force: bool = False, dtype: str | None = None) -> CubeSink:
-    """A window writer for ``shape`` (bands, rows, cols); call commit() to publish it."""
+def create_cube(path, meta: Cube, shape, *, force: bool = False, dtype: str | None = None,
+                var: str | None = None) -> CubeSink:
+    """A window writer for ``shape`` (bands, rows, cols); call commit() to publish it.
+    ``var``: the variable of a .mat output, as for :func:`write_cube`."""
     from hsirestore.io.atomic import check_free_space
 
     fmt = detect_format(path)
@@ -246,5 +255,8 @@ def create_cube(path, meta: Cube, shape, *, force: bool = False, dtype: str | No
 
         nbytes = int(np.prod([int(v) for v in shape])) * np.dtype(dtype or "float32").itemsize
         if wants_v73(nbytes, meta.attrs):  # v7.3 is HDF5: written window by window
-            return MatV73Sink(path, meta, shape, force, dtype)
-    return _BufferedSink(path, meta, shape, force, dtype)
+            return MatV73Sink(path, meta, shape, force, dtype, var=var)
+        from hsirestore.io.matfile import output_variable
+
+        output_variable(meta.attrs, var)  # a bad name fails now, not at commit
+    return _BufferedSink(path, meta, shape, force, dtype, var)

@@ -8,14 +8,20 @@ bands when present (units: nm for wavelength_nm, else guessed from the values). 
 arrays are (rows, cols, bands); the band axis is ``layout`` when given (or the one our own
 files record), else the first or last axis whose length matches the wavelength vector, else
 the rule of :func:`hsirestore.io.common.to_bands_first`. Complex variables are refused.
+
+Nodata: a scalar numeric variable named ``nodata`` is the cube's nodata value (what the
+writers store when the cube has one; it is never taken for the cube variable). Outputs name
+the cube variable after the variable the input was read from (``Cube.attrs['variable']``)
+unless the caller names one, else ``cube``: see :func:`output_variable`.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
-from hsirestore.errors import AmbiguousInputError, FormatError
+from hsirestore.errors import AmbiguousInputError, FormatError, OptionError
 from hsirestore.io.atomic import atomic_paths
 from hsirestore.io.common import (band_layout, cast_for_writing, clean, fill_invalid, guess_units,
                                   invalid_fill, to_bands_first)
@@ -24,6 +30,37 @@ from hsirestore.io.cube import Cube
 WAVELENGTH_NAMES = ("wavelength", "wavelengths", "wavelength_nm", "wl", "bands")
 PREFERRED = ("cube", "img", "rad", "data", "meas_real", "meas", "mask", "hsi", "x")
 LAYOUT_VAR = "hsirestore_layout"
+NODATA_VAR = "nodata"
+#: names that outputs use for metadata, so never for the cube variable
+_METADATA_VARS = frozenset({*WAVELENGTH_NAMES, LAYOUT_VAR, NODATA_VAR})
+#: MATLAB keywords (``iskeyword``): not valid variable names
+_MATLAB_KEYWORDS = frozenset({
+    "break", "case", "catch", "classdef", "continue", "else", "elseif", "end", "for",
+    "function", "global", "if", "otherwise", "parfor", "persistent", "return", "spmd",
+    "switch", "try", "while"})
+
+
+def is_matlab_name(name) -> bool:
+    """Whether ``name`` is a valid MATLAB variable name (``isvarname``: a letter, then up to
+    62 letters, digits or underscores, not a keyword)."""
+    return (isinstance(name, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", name) is not None
+            and name not in _MATLAB_KEYWORDS)
+
+
+def output_variable(attrs: dict, var: str | None = None) -> str:
+    """The name of the cube variable in a .mat output: ``var`` when given (OptionError when it
+    is not a valid MATLAB name or one the outputs use for metadata), else the variable the
+    cube was read from (``attrs['variable']``, set by the .mat readers and kept by commands
+    that transform their input, e.g. denoise and degrade) when it is a valid MATLAB name,
+    else ``cube``."""
+    if var is not None:
+        if not is_matlab_name(var) or var in _METADATA_VARS:
+            raise OptionError(f"cannot name the MATLAB variable {var!r}: a variable name is a letter "
+                              "followed by letters, digits or underscores (at most 63), not a "
+                              f"keyword and not one of {', '.join(sorted(_METADATA_VARS))}")
+        return var
+    name = (attrs or {}).get("variable")
+    return name if is_matlab_name(name) and name not in _METADATA_VARS else "cube"
 
 
 def is_v73(path: Path) -> bool:
@@ -89,7 +126,9 @@ def _complex_error(path: Path, name: str) -> FormatError:
 
 
 def _pick(arrays: dict, var: str | None, path: Path) -> str:
-    """The cube variable among ``arrays`` (name -> ndarray or h5py.Dataset)."""
+    """The cube variable among ``arrays`` (name -> ndarray or h5py.Dataset): only 2-D/3-D
+    arrays with every axis longer than 1 are candidates, so the scalar ``nodata`` (and the
+    wavelength vector) never is."""
     arrays = {k: v for k, v in arrays.items() if hasattr(v, "shape") and hasattr(v, "dtype")}
     cplx = {k: _shape(v) for k, v in arrays.items()
             if _is_complex(v) and len(v.shape) in (2, 3) and min(v.shape) > 1}
@@ -160,13 +199,33 @@ def _wavelengths(arrays: dict, bands: int) -> tuple[np.ndarray | None, str | Non
     return None, None
 
 
+def _nodata(arrays: dict, name: str) -> float | None:
+    """The value of a scalar numeric ``nodata`` variable (None when there is none, or when it
+    is the variable being read)."""
+    v = arrays.get(NODATA_VAR)
+    if (name == NODATA_VAR or v is None or not hasattr(v, "shape")
+            or getattr(v, "dtype", np.dtype("O")).kind not in "uif" or int(np.prod(v.shape)) != 1):
+        return None
+    return float(np.ravel(np.asarray(v[()]))[0])
+
+
+def _stored_nodata(nodata: float | None, dtype: np.dtype) -> float | None:
+    """The ``nodata`` variable written with a cube: the cube's nodata, which the writers put in
+    invalid pixels (see :func:`hsirestore.io.common.invalid_fill`); None without one, and for
+    a NaN nodata in integer outputs (those pixels are written as 0, which is no nodata)."""
+    if nodata is None or (dtype.kind in "ui" and not np.isfinite(nodata)):
+        return None
+    return float(nodata)
+
+
 class MatV73File:
     """Windowed reader over one variable of a v7.3 (HDF5) .mat file, kept open.
 
     MATLAB stores arrays column-major, so h5py sees a (rows, cols, bands) variable as a
     (bands, cols, rows) dataset; ``window()`` slices the dataset and transposes only the
     window. ``shape`` is (bands, rows, cols); ``meta`` a Cube with the metadata and a
-    (bands, 1, 1) placeholder; windows are float32 with NaN/Inf as stored.
+    (bands, 1, 1) placeholder (``nodata`` from a scalar ``nodata`` variable); windows are
+    float32 with NaN/Inf and nodata values as stored.
     """
 
     def __init__(self, path, var: str | None = None, layout: str | None = None):
@@ -193,13 +252,14 @@ class MatV73File:
                 self.shape = (mshape[2], mshape[0], mshape[1])
             self.shape = tuple(int(v) for v in self.shape)
             wl, units = _wavelengths(arrays, self.shape[0])
+            nodata = _nodata(arrays, name)
         except BaseException:
             self.f.close()
             raise
         self.ds = ds
         source_dtype = "float32" if ds.dtype == bool else ds.dtype.name
         self.meta = Cube(np.zeros((self.shape[0], 1, 1), np.float32), wavelengths=wl,
-                         wavelength_units=units, source_dtype=source_dtype,
+                         wavelength_units=units, source_dtype=source_dtype, nodata=nodata,
                          attrs={"variable": name, "mat_version": "7.3"})
 
     def window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
@@ -222,7 +282,7 @@ def read_mat(path, var: str | None = None, layout: str | None = None) -> Cube:
     if is_v73(path):
         f = MatV73File(path, var, layout)
         try:
-            data, valid = clean(f.window(0, f.shape[1], 0, f.shape[2]), None)
+            data, valid = clean(f.window(0, f.shape[1], 0, f.shape[2]), f.meta.nodata)
         finally:
             f.close()
         return f.meta.with_data(data, valid=valid)
@@ -235,8 +295,9 @@ def read_mat(path, var: str | None = None, layout: str | None = None) -> Cube:
     layout_arr = to_bands_first(arr, None if order == "2-D" else order, f"{path}:{name}")
     wl, units = _wavelengths(arrays, layout_arr.shape[0])
     source_dtype = "float32" if arr.dtype == bool else arr.dtype.name
-    data, valid = clean(layout_arr, None)
-    return Cube(data, wavelengths=wl, wavelength_units=units,
+    nodata = _nodata(arrays, name)
+    data, valid = clean(layout_arr, nodata)
+    return Cube(data, wavelengths=wl, wavelength_units=units, nodata=nodata,
                 valid=valid, source_dtype=source_dtype,
                 attrs={"variable": name, "mat_version": "5"})
 
@@ -281,16 +342,21 @@ def _v73_header(path: Path) -> None:
 
 
 def write_mat(cube: Cube, path, force: bool = False, dtype: str | None = None,
-              var: str = "cube") -> list[Path]:
-    """Write (rows, cols, bands) as ``var`` (+ ``wavelength``) in MATLAB v5 format, or v7.3
-    (HDF5) when the array exceeds 2 GB or ``cube.attrs['mat_version'] == '7.3'``.
+              var: str | None = None) -> list[Path]:
+    """Write (rows, cols, bands) as one variable (+ ``wavelength``, ``nodata``) in MATLAB v5
+    format, or v7.3 (HDF5) when the array exceeds 2 GB or ``cube.attrs['mat_version'] == '7.3'``.
+    The variable is ``var``, else the one the cube was read from, else ``cube``
+    (:func:`output_variable`).
 
-    Invalid pixels (``cube.valid`` False or a non-finite value in any band) are written as NaN
-    in float outputs (.mat has no nodata field) and as the cube's nodata (else 0) in integer
-    ones, as :class:`MatV73Sink` does."""
+    Invalid pixels (``cube.valid`` False or a non-finite value in any band) are written as the
+    cube's nodata when it has one (stored as the scalar variable ``nodata``, which the readers
+    take back), else as NaN in float outputs and 0 in integer ones, as :class:`MatV73Sink`
+    does."""
     path = Path(path)
+    var = output_variable(cube.attrs, var)
     out_dtype = np.dtype(dtype or "float32")
-    fill = invalid_fill(cube.nodata, out_dtype) if out_dtype.kind in "ui" else None
+    fill = invalid_fill(cube.nodata, out_dtype)
+    nodata = _stored_nodata(cube.nodata, out_dtype)
     data, _ = fill_invalid(cube.data, fill, cube.valid, dtype=out_dtype, nodata=cube.nodata)
     arr = cast_for_writing(data, dtype)
     matlab = np.ascontiguousarray(np.moveaxis(arr, 0, -1))
@@ -307,6 +373,8 @@ def write_mat(cube: Cube, path, force: bool = False, dtype: str | None = None,
                     _v73_variable(f, "wavelength", data=np.asarray(cube.wavelengths, np.float64)[None, :].T)
                 if cube.bands > 1:
                     _v73_char(f, LAYOUT_VAR, "bands-last")
+                if nodata is not None:
+                    _v73_variable(f, NODATA_VAR, data=np.array([[nodata]], np.float64))
             _v73_header(tmp)
         else:
             import scipy.io as sio
@@ -316,21 +384,25 @@ def write_mat(cube: Cube, path, force: bool = False, dtype: str | None = None,
                 out["wavelength"] = cube.wavelengths.reshape(1, -1)
             if cube.bands > 1:
                 out[LAYOUT_VAR] = "bands-last"
+            if nodata is not None:
+                out[NODATA_VAR] = np.array([[nodata]], np.float64)
             sio.savemat(str(tmp), out, do_compression=True)
     return [path]
 
 
 class MatV73Sink:
     """Incremental MATLAB v7.3 writer (for cubes too large to hold in memory): windows go
-    straight into a chunked, gzip-compressed ``cube`` variable (rows, cols, bands) of a
-    temporary file beside the target; ``commit()`` adds the header and renames it.
+    straight into a chunked, gzip-compressed variable (rows, cols, bands) of a temporary file
+    beside the target, named as :func:`write_mat` names it; ``commit()`` adds the header and
+    renames it.
 
-    Invalid pixels (a non-finite value in any band) are written as NaN in float outputs and
-    as the cube's nodata (else 0) in integer ones, as :func:`write_mat` does.
+    Invalid pixels (a non-finite value in any band) are written as the cube's nodata when it
+    has one (stored as the scalar variable ``nodata``), else as NaN in float outputs and 0 in
+    integer ones, as :func:`write_mat` does.
     """
 
     def __init__(self, path, meta: Cube, shape, force: bool = False, dtype: str | None = None,
-                 var: str = "cube"):
+                 var: str | None = None):
         import h5py
 
         from hsirestore.errors import ShapeError
@@ -338,14 +410,16 @@ class MatV73Sink:
         from hsirestore.io.common import invalid_fill
 
         self.path = Path(path)
+        var = output_variable(meta.attrs, var)
         check_writable([self.path], force)
         self.shape = tuple(int(v) for v in shape)
         if len(self.shape) != 3 or min(self.shape) < 1:
             raise ShapeError(f"cannot create a MATLAB cube of shape {self.shape}")
         self.dtype = np.dtype(dtype or "float32")
         cast_for_writing(np.zeros((1, 1, 1), np.float32), self.dtype.name)  # unsupported -> error now
-        self._fill = invalid_fill(meta.nodata, self.dtype) if self.dtype.kind in "ui" else None
+        self._fill = invalid_fill(meta.nodata, self.dtype)
         self._nodata = meta.nodata
+        nodata = _stored_nodata(meta.nodata, self.dtype)
         bands, rows, cols = self.shape
         self.stage = StagedFile(self.path, force, lambda tmp: h5py.File(tmp, "x", userblock_size=512))
         f = self.stage.f
@@ -358,6 +432,8 @@ class MatV73Sink:
                 _v73_variable(f, "wavelength", data=np.asarray(meta.wavelengths, np.float64)[None, :].T)
             if bands > 1:
                 _v73_char(f, LAYOUT_VAR, "bands-last")
+            if nodata is not None:
+                _v73_variable(f, NODATA_VAR, data=np.array([[nodata]], np.float64))
 
     def write_window(self, r0: int, c0: int, block: np.ndarray) -> None:
         """Write a float32 block (bands, h, w) with its top-left corner at (r0, c0)."""
