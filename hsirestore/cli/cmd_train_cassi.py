@@ -1,6 +1,8 @@
-"""`hsirestore train cassi`: train S2-Transformer on CAVE with simulated CASSI measurements."""
+"""`hsirestore train cassi`: train S2-Transformer on CAVE with simulated CASSI measurements;
+also what the three ``train *-export`` commands share (:func:`run_export`)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -37,10 +39,10 @@ def train_cassi(
     data: Path = typer.Option(None, help="Data folder with cave/ and cassi/ (default ../shared/data)."),
     mask_aware: bool = typer.Option(True, help="Mask-aware learning (auxiliary head + weighted loss)."),
     shot_noise: float = typer.Option(0.0, help="Shot noise: photons at value 1 (0: off)."),
-    max_minutes: float = typer.Option(0.0, help="Stop after this many minutes (0: no limit)."),
+    max_minutes: float = typer.Option(0.0, help="Stop (with a checkpoint) after this many minutes (0: no limit)."),
     val_every: int = typer.Option(500, help="Validate every N steps (0: never)."),
     log_every: int = typer.Option(50, help="Log every N steps."),
-    ckpt_minutes: float = typer.Option(3.0, help="Minutes between checkpoints."),
+    ckpt_minutes: float = typer.Option(3.0, help="Minutes between checkpoints (also one at the end and on Ctrl-C)."),
     seed: int = typer.Option(0, help="Random seed."),
     init_weights: Path = typer.Option(None, help="Start from these weights (e.g. weights/s2former-unfolded.safetensors)."),
     reset_output: bool = typer.Option(False, help="Zero each stage's output convolution after --init-weights (start as the identity on the stage input)."),
@@ -164,6 +166,25 @@ def train_cassi_pool(
     typer.echo(f"{made} tiles computed; {len(list(out.glob('*.npz')))} in {out}")
 
 
+# What the three export commands (cassi-export, hsivar-export, mcga-export) share: their
+# options and their body.
+EXPORT_OUTPUT = typer.Option(None, "-o", "--output", help="Weights file (default weights/<preset>).")
+EXPORT_NOTE = typer.Option("", help="Free note stored in the manifest.")
+EXPORT_FORCE = typer.Option(False, "--force", help="Overwrite an existing weights file and its "
+                            "manifest entry (without -o: the shipped weights).")
+
+
+def run_export(export_weights, checkpoint: Path, output: Path | None, note: str, force: bool,
+               **kw) -> None:
+    """Export ``checkpoint`` with a trainer's ``export_weights`` (``kw``: its other
+    arguments) and print the manifest entry's model, steps, sha256 and validation metrics
+    as one JSON line."""
+    if not checkpoint.exists():
+        raise OptionError(f"{checkpoint}: checkpoint not found")
+    entry = export_weights(checkpoint, output, note=note, overwrite=force, **kw)
+    typer.echo(json.dumps({k: entry.get(k) for k in ("model", "steps", "sha256", "val_metrics")}))
+
+
 @command(train_app, "cassi-export", help="""Export a CASSI training checkpoint as shipped weights.
 
 Writes fp16 safetensors into weights/ (or --output) and records sha256, config, training
@@ -177,15 +198,8 @@ Examples:
 """)
 def export_cassi(
     checkpoint: Path = typer.Argument(..., help="Training checkpoint (last.pt)."),
-    output: Path = typer.Option(None, "-o", "--output", help="Weights file (default weights/<preset>)."),
-    note: str = typer.Option("", help="Free note stored in the manifest."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing weights file and its manifest entry (without -o: the shipped weights)."),
+    output: Path = EXPORT_OUTPUT, note: str = EXPORT_NOTE, force: bool = EXPORT_FORCE,
 ) -> None:
-    import json
-
     from hsirestore.training.cassi import export_weights
 
-    if not checkpoint.exists():
-        raise OptionError(f"{checkpoint}: checkpoint not found")
-    entry = export_weights(checkpoint, output, note=note, overwrite=force)
-    typer.echo(json.dumps({k: entry[k] for k in ("model", "steps", "sha256", "val_metrics")}))
+    run_export(export_weights, checkpoint, output, note, force)

@@ -7,7 +7,9 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import train_app
+from hsirestore.cli.cmd_train_cassi import EXPORT_FORCE, EXPORT_NOTE, EXPORT_OUTPUT, run_export
 from hsirestore.cli.common import command
+from hsirestore.errors import OptionError
 
 
 @command(train_app, "mcga", help="""Train MCGA (RGB -> 31-band HSI) in two stages.
@@ -15,8 +17,11 @@ from hsirestore.cli.common import command
 Stage 1 learns the multi-scale VQ-VAE and one codebook set per source (CAVE train scenes;
 synthetic scenes from colour-science reflectances x illuminants): the Mixture of Codebooks.
 Stage 2 trains GANet on RGB rendered through the NTIRE 2022 response and camspec cameras
-(Nokia_N900 held out), with the MoC and stage-1 decoder frozen. Checkpoints OUT/stage{1,2}.pt,
-log OUT/log.jsonl; stage 2 exports OUT/<preset>.safetensors (use with rgb2hsi --weights).
+(Nokia_N900 held out), with the MoC and stage-1 decoder frozen. Checkpoints go to
+OUT/stage{1,2}.pt every few minutes and on Ctrl-C, logs to OUT/log.jsonl; --resume continues
+(without it, an existing checkpoint of the stage is refused). Stage 2 writes
+OUT/<preset>.safetensors (use with rgb2hsi --weights); export the shipped weights with
+'hsirestore train mcga-export OUT/stage2.pt'.
 
 \b
 Examples:
@@ -30,13 +35,14 @@ def train_mcga(
     steps: int = typer.Option(20000, help="Total optimisation steps of this stage."),
     out: Path = typer.Option(Path("runs/mcga"), help="Run folder (checkpoints, log.jsonl)."),
     resume: bool = typer.Option(False, help="Continue from OUT/stage<N>.pt."),
-    max_minutes: float = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
+    max_minutes: float = typer.Option(0.0, help="Stop (with a checkpoint) after this many minutes (0: no limit)."),
     batch_size: int = typer.Option(8, help="Patches per step."),
     patch: int = typer.Option(64, help="Patch size (multiple of 8)."),
     lr: float = typer.Option(4e-4, help="AdamW learning rate (peak)."),
     warmup: int = typer.Option(200, help="Linear warm-up steps before the cosine decay."),
     log_every: int = typer.Option(50, help="Log every N steps."),
-    ckpt_every: int = typer.Option(500, help="Checkpoint every N steps (and every 5 minutes)."),
+    ckpt_minutes: float = typer.Option(3.0, help="Minutes between checkpoints (also one at the end and on Ctrl-C)."),
+    ckpt_every: int = typer.Option(None, hidden=True, help="Also checkpoint every N steps (the cadence before --ckpt-minutes)."),
     seed: int = typer.Option(0, help="Random seed."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: cores - 1)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
@@ -52,7 +58,8 @@ def train_mcga(
 
     check_lr(lr)
     cfg = TrainConfig(stage=stage, preset=preset, steps=steps, batch_size=batch_size, patch=patch,
-                      lr=lr, warmup=warmup, log_every=log_every, ckpt_every=ckpt_every, max_minutes=max_minutes,
+                      lr=lr, warmup=warmup, log_every=log_every, ckpt_minutes=ckpt_minutes,
+                      ckpt_every=ckpt_every, max_minutes=max_minutes,
                       seed=seed, threads=threads, device=device,
                       init_weights=str(init_weights) if init_weights else "",
                       w_consistency=w_consistency, w_mrae=w_mrae)
@@ -74,21 +81,16 @@ Examples:
 """)
 def export_mcga(
     checkpoint: Path = typer.Argument(..., help="Stage-2 training checkpoint (OUT/stage2.pt)."),
-    output: Path = typer.Option(None, "-o", "--output", help="Weights file (default weights/<preset>)."),
+    output: Path = EXPORT_OUTPUT,
     metrics: Path = typer.Option(None, help="Validation metrics JSON to record in the manifest."),
-    note: str = typer.Option("", help="Free note stored in the manifest."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing weights file and its manifest entry (without -o: the shipped weights)."),
+    note: str = EXPORT_NOTE, force: bool = EXPORT_FORCE,
 ) -> None:
-    from hsirestore.errors import OptionError
     from hsirestore.training.mcga import export_weights
 
-    if not checkpoint.exists():
-        raise OptionError(f"{checkpoint}: checkpoint not found")
     val = None
     if metrics is not None:
         try:
             val = json.loads(metrics.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise OptionError(f"--metrics {metrics}: cannot read JSON ({e})") from e
-    entry = export_weights(checkpoint, output, metrics=val, note=note, overwrite=force)
-    typer.echo(json.dumps({k: entry[k] for k in ("model", "steps", "sha256")}))
+    run_export(export_weights, checkpoint, output, note, force, metrics=val)

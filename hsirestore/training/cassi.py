@@ -224,24 +224,28 @@ def validate(model, data_dir: Path, bands: int = 28, step: int = 2) -> dict:
     return out
 
 
-def _grow_stages(model, state: dict) -> list[int]:
-    """Stages of an unfolded ``model`` beyond those in ``state`` (weights of fewer stages):
-    each becomes a copy of the last stage in ``state`` with its output convolution zeroed,
-    so the grown model starts exactly where the smaller one left off (plus one projection
-    onto the measurement per added stage). Returns the indices of the added stages."""
+def _added_stages(model, state: dict) -> list[int]:
+    """Indices of the stages of an unfolded ``model`` beyond those in ``state`` (weights of
+    fewer stages); none for other models."""
     stages = getattr(model, "stages", None)
-    if stages is None:
-        return []
-    have = sorted({int(k.split(".")[1]) for k in state if k.startswith("stages.")})
-    if not have or len(have) >= len(stages):
-        return []
-    last = model.stages[have[-1]].state_dict()
-    added = list(range(len(have), len(stages)))
-    with torch.no_grad():
-        for i in added:
-            model.stages[i].load_state_dict(last)
-            model.stages[i].conv_last.weight.zero_()
-            model.stages[i].conv_last.bias.zero_()
+    have = {k.split(".")[1] for k in state if k.startswith("stages.")}
+    return list(range(len(have), len(stages))) if stages is not None and have else []
+
+
+def _grow_stages(model, state: dict) -> list[int]:
+    """Stages of an unfolded ``model`` beyond those in ``state`` (weights of fewer stages,
+    already loaded): each becomes a copy of the last stage in ``state`` with its output
+    convolution zeroed, so the grown model starts exactly where the smaller one left off
+    (plus one projection onto the measurement per added stage). Returns the indices of the
+    added stages."""
+    added = _added_stages(model, state)
+    if added:
+        last = model.stages[added[0] - 1].state_dict()
+        with torch.no_grad():
+            for i in added:
+                model.stages[i].load_state_dict(last)
+                model.stages[i].conv_last.weight.zero_()
+                model.stages[i].conv_last.bias.zero_()
     return added
 
 
@@ -259,9 +263,9 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
     checkpoint must exist and be for the same preset. Ctrl-C (or an error) after at least
     one step writes a checkpoint of the last whole step before the exception propagates."""
     from hsirestore.registry import build_model
-    from hsirestore.training.common import (InterruptGuard, check_config, check_resume_preset,
+    from hsirestore.training.common import (LoopControl, check_config, check_resume_preset,
                                             check_run_folder, check_task, load_checkpoint,
-                                            load_model_state, resume_overrides, save_on_exit)
+                                            load_weights, resume_overrides)
 
     check_config(cfg)
     check_task(cfg.preset, "cassi")
@@ -335,7 +339,7 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
     step = 0
     best = {}
     if ck is not None:
-        load_model_state(model, ck["model"], ckpt_path)
+        load_weights(model, ck["model"], ckpt_path, cfg.preset)
         try:
             opt.load_state_dict(ck["opt"])
             sched.load_state_dict(ck["sched"])
@@ -349,27 +353,17 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
         best = ck.get("val", {})
         log(f"resumed from {ckpt_path} at step {step}")
     elif cfg.init_weights:
-        from hsirestore.weights import load_state_dict
+        from hsirestore.weights import load_state_dict, recorded_steps
 
-        state, meta = load_state_dict(cfg.init_weights)
-        try:
-            missing, unexpected = model.load_state_dict(state, strict=False)
-        except RuntimeError as e:  # shapes that differ: weights of another preset
-            sizes = [ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln]
-            raise ModelError(f"{cfg.init_weights} does not fit {cfg.preset}: "
-                             + (f"{len(sizes)} tensors differ in shape (first: {sizes[0][:160]})"
-                                if sizes else (str(e).splitlines() or [""])[0])) from e
+        # no check of the preset the file names: presets share architectures (the weights
+        # of s2former-unfolded start s2former-gaptv); the weights must fit the model
+        state, _ = load_state_dict(cfg.init_weights)
+        load_weights(model, state, cfg.init_weights, cfg.preset,  # aux head and added stages
+                     optional=("aux.", *(f"stages.{i}." for i in _added_stages(model, state))))
         grown = _grow_stages(model, state)
-        missing = [k for k in missing if not k.startswith("aux.")
-                   and not any(k.startswith(f"stages.{i}.") for i in grown)]
-        if unexpected or missing:
-            raise ModelError(f"{cfg.init_weights} does not fit {cfg.preset}: "
-                             f"missing {missing[:3]}, unexpected {unexpected[:3]}")
         if grown:
             log(f"stages {grown[0]}..{grown[-1]} added: copies of stage {grown[0] - 1} with "
                 "zeroed output convolutions (each starts as the identity)")
-        from hsirestore.weights import recorded_steps
-
         cfg.init_steps = recorded_steps(cfg.init_weights)
         log(f"initialised from {cfg.init_weights} ({cfg.init_steps} steps behind it)")
         if cfg.reset_output:
@@ -391,88 +385,80 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
                           "sched": sched.state_dict(), "step": step, "config": asdict(cfg),
                           "val": best, **(rngs or rng_state())})
 
-    t_start = clock["t0"] = time.time()
-    t_ckpt = time.time()
-    start_step = step
-    rngs = rng_state()  # random state after the last whole step (for an interrupt checkpoint)
     running, count = 0.0, 0  # loss sum and steps since the last log line
-    guard = InterruptGuard()
+    ctl = LoopControl(checkpoint, ckpt_path, log, step, cfg.ckpt_minutes, cfg.max_minutes)
+    clock["t0"] = ctl.t0
     model.train()
-    try:
-        with guard, open(out / "log.jsonl", "a") as logf:
-            while step < cfg.steps:
-                rngs = rng_state()
-                if cfg.gaptv_refresh and step and step % REFRESH_EVERY == 0 and hasattr(data, "refresh"):
-                    data.refresh(cfg.gaptv_refresh)
-                x, mask, *est = data.batch()
-                x, mask = x.to(dev), mask.to(dev)
-                y = simulate(x, mask, cfg.bands, cfg.step, cfg.shot_noise)
-                jitter = torch.exp((torch.rand(x.shape[0], device=dev) * 2 - 1) * cfg.scale_jitter)
-                xin, s, yn = normalised_input(y, mask, cfg.bands, cfg.step, jitter, return_meas=True)
-                target = x / s[:, None, None, None]
-                init_est = est[0].to(dev) / s[:, None, None, None] if est else None
-                m4 = mask[:, None]
-                pred, pins = _run(model, xin, m4, yn, init_est)
-                err = (pred - target).abs() if cfg.loss == "l1" else (pred - target).square()
-                loss_aux = torch.zeros((), device=dev)
-                weight = None
-                if cfg.mask_aware:
-                    coded = model.predict_coded(xin, m4)
-                    if step < cfg.aux_steps:
-                        loss_aux = F.l1_loss(coded, target * m4)
-                    else:
-                        a = coded.detach().mean(1, keepdim=True).clamp_min(0)
-                        weight = 1 + cfg.beta * cfg.eps / (a + cfg.eps)
-                        weight = weight / weight.mean()
-                loss_rec = (err * weight).mean() if weight is not None else err.mean()
-                pin_loss = F.l1_loss if cfg.loss == "l1" else F.mse_loss
-                loss_pin = sum(pin_loss(p, target) for p in pins) / max(1, len(pins))
-                loss = loss_rec + cfg.pin_weight * loss_pin + loss_aux
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                with guard.commit():  # Ctrl-C waits until the step is whole
-                    opt.step()
-                    sched.step()
-                    step += 1
-                    rngs = rng_state()
-                running += loss_rec.item()
-                count += 1
-                if step % cfg.log_every == 0:
-                    # mean over the steps run since the last line (fewer after a resume)
-                    rec = {"step": step, "loss": running / count, "aux": loss_aux.item(),
-                           "lr": sched.get_last_lr()[0], "minutes": (time.time() - t_start) / 60}
-                    logf.write(json.dumps(rec) + "\n")
-                    logf.flush()
-                    log(json.dumps(rec))
-                    running, count = 0.0, 0
-                if cfg.val_every and step % cfg.val_every == 0 and (data_dir / "cave" / "val").is_dir():
-                    best = {"step": step, **validate(model, data_dir, cfg.bands, cfg.step)}
-                    logf.write(json.dumps({"val": best}) + "\n")
-                    logf.flush()
-                    log(json.dumps({"val": best}))
-                if time.time() - t_ckpt > cfg.ckpt_minutes * 60:
-                    checkpoint()
-                    t_ckpt = time.time()
-                if cfg.max_minutes and (time.time() - t_start) > cfg.max_minutes * 60:
-                    log(f"time limit reached at step {step}")
-                    break
-    except BaseException as e:
-        save_on_exit(lambda: checkpoint(rngs), step > start_step, guard, e, log, ckpt_path, step)
-        raise
+    with ctl, open(out / "log.jsonl", "a") as logf:  # Ctrl-C, errors: checkpoint, re-raise
+        while step < cfg.steps:
+            ctl.rngs = rng_state()
+            if cfg.gaptv_refresh and step and step % REFRESH_EVERY == 0 and hasattr(data, "refresh"):
+                data.refresh(cfg.gaptv_refresh)
+            x, mask, *est = data.batch()
+            x, mask = x.to(dev), mask.to(dev)
+            y = simulate(x, mask, cfg.bands, cfg.step, cfg.shot_noise)
+            jitter = torch.exp((torch.rand(x.shape[0], device=dev) * 2 - 1) * cfg.scale_jitter)
+            xin, s, yn = normalised_input(y, mask, cfg.bands, cfg.step, jitter, return_meas=True)
+            target = x / s[:, None, None, None]
+            init_est = est[0].to(dev) / s[:, None, None, None] if est else None
+            m4 = mask[:, None]
+            pred, pins = _run(model, xin, m4, yn, init_est)
+            err = (pred - target).abs() if cfg.loss == "l1" else (pred - target).square()
+            loss_aux = torch.zeros((), device=dev)
+            weight = None
+            if cfg.mask_aware:
+                coded = model.predict_coded(xin, m4)
+                if step < cfg.aux_steps:
+                    loss_aux = F.l1_loss(coded, target * m4)
+                else:
+                    a = coded.detach().mean(1, keepdim=True).clamp_min(0)
+                    weight = 1 + cfg.beta * cfg.eps / (a + cfg.eps)
+                    weight = weight / weight.mean()
+            loss_rec = (err * weight).mean() if weight is not None else err.mean()
+            pin_loss = F.l1_loss if cfg.loss == "l1" else F.mse_loss
+            loss_pin = sum(pin_loss(p, target) for p in pins) / max(1, len(pins))
+            loss = loss_rec + cfg.pin_weight * loss_pin + loss_aux
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            with ctl.commit():  # Ctrl-C waits until the step is whole
+                opt.step()
+                sched.step()
+                step += 1
+                ctl.step, ctl.rngs = step, rng_state()
+            running += loss_rec.item()
+            count += 1
+            if step % cfg.log_every == 0:
+                # mean over the steps run since the last line (fewer after a resume)
+                rec = {"step": step, "loss": running / count, "aux": loss_aux.item(),
+                       "lr": sched.get_last_lr()[0], "minutes": (time.time() - ctl.t0) / 60}
+                logf.write(json.dumps(rec) + "\n")
+                logf.flush()
+                log(json.dumps(rec))
+                running, count = 0.0, 0
+            if cfg.val_every and step % cfg.val_every == 0 and (data_dir / "cave" / "val").is_dir():
+                best = {"step": step, **validate(model, data_dir, cfg.bands, cfg.step)}
+                logf.write(json.dumps({"val": best}) + "\n")
+                logf.flush()
+                log(json.dumps({"val": best}))
+            if ctl.after_step(step):  # checkpoint when due; True at the time limit
+                break
     checkpoint()
     return best
 
 
-def _validate_state(name: str, state: dict, cfg: dict) -> dict:
-    """Validation metrics of the weights as shipped (rounded to fp16 first)."""
+def _validate_state(name: str, state: dict, cfg: dict, path) -> dict:
+    """Validation metrics of the weights (from the checkpoint ``path``) as shipped (rounded
+    to fp16 first)."""
     from hsirestore.registry import build_model
+    from hsirestore.training.common import load_weights
 
     data_dir = shared_data_dir()
     if not (data_dir / "cave" / "val").is_dir():
         return {}
     model = build_model(name, **cfg.get("model_overrides", {}))
-    model.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in state.items()})
+    load_weights(model, {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()},
+                 path, name)
     return {k: round(v, 3) for k, v in validate(model, data_dir).items()}
 
 
@@ -521,7 +507,7 @@ def export_weights(checkpoint, out_file=None, note: str = "", overwrite: bool = 
         "training": {**{k: cfg[k] for k in ("lr", "mask_aware", "shot_noise", "seed")},
                      "steps": total, "run_steps": int(ck["step"]), "prior_steps": prior},
         "steps": total,
-        "val_metrics": {**_validate_state(spec.name, state, cfg),
+        "val_metrics": {**_validate_state(spec.name, state, cfg, checkpoint),
                         "protocol": "3 CAVE val scenes, 256x256 centre crops, 28 bands, "
                                     "mask_256.mat; per-band PSNR (peak 1) averaged"},
         "note": note,

@@ -1,5 +1,6 @@
 """Helpers the three trainers share: option checks, run-folder and resume checks, reading
-training checkpoints with one-line errors, export-target checks, and Ctrl-C handling.
+training checkpoints and loading weights with one-line errors, export-target checks, and the
+loop control (checkpoint cadence, time limit, Ctrl-C handling).
 
 Ctrl-C (SIGINT) during training: :class:`InterruptGuard` defers the interrupt while a step
 commits its update (optimiser step, scheduler, step counter, dead-code restarts), so a
@@ -13,6 +14,7 @@ from __future__ import annotations
 import math
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -150,19 +152,36 @@ def require_kind(ck: dict, path, task: str) -> str:
     return preset
 
 
-def load_model_state(model, state: dict, path) -> None:
-    """``model.load_state_dict(state)`` (strict) with a one-line ModelError when it does not fit."""
+def weights_preset(meta: dict) -> str | None:
+    """The preset a weights file says it holds (the metadata of
+    :func:`hsirestore.weights.load_state_dict`: ``model`` for exported weights, the preset
+    of a training checkpoint), or None where it does not say."""
+    run = meta.get("training_config") if isinstance(meta.get("training_config"), dict) else {}
+    found = meta.get("model") or meta.get("preset") or run.get("preset")
+    return found if isinstance(found, str) else None
+
+
+def load_weights(model, state: dict, path, preset: str, holds: str | None = None,
+                 optional: tuple[str, ...] = ()) -> None:
+    """Put ``state`` (weights, or a training checkpoint's model, read from ``path``) into
+    ``model``, built for ``preset``: the one way the trainers load weights (--init-weights,
+    stage-2 starts, --resume). A one-line ModelError, worded alike for all three, when
+    ``holds`` (the preset the file says it holds, where it says so) is another preset, or
+    when ``state`` does not fit the model (keys missing or unexpected, tensors of other
+    shapes). Model keys that start with one of ``optional`` may be missing from ``state``:
+    they keep their values."""
+    from hsirestore.weights import load_into
+
+    if holds is not None and holds != preset:
+        raise ModelError(f"{path} holds {holds} weights, not {preset} weights (pass --preset "
+                         f"{holds}, or weights of {preset})")
+    kept = {k: v for k, v in model.state_dict().items() if k not in state and k.startswith(optional)}
     try:
-        res = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:
-        sizes = [ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln]
-        detail = (f"{len(sizes)} tensors differ in shape (first: {sizes[0][:160]})" if sizes
-                  else first_line(e))
-        raise ModelError(f"{path} does not fit the model: {detail} -- another preset or "
-                         "model options?") from e
-    if res.missing_keys or res.unexpected_keys:
-        raise ModelError(f"{path} does not fit the model: missing {res.missing_keys[:3]}, "
-                         f"unexpected {res.unexpected_keys[:3]} -- another preset or model options?")
+        load_into(model, {**state, **kept}, strict=True)
+    except (ModelError, TypeError, AttributeError) as e:  # the last two: non-tensor values
+        why = first_line(e, 300)
+        _, found, rest = why.partition("does not fit the model: ")
+        raise ModelError(f"{path} does not fit {preset}: {rest if found else why}") from e
 
 
 def check_resume_preset(path, ck: dict, preset: str) -> None:
@@ -285,3 +304,64 @@ def save_on_exit(save, progressed: bool, guard: InterruptGuard, exc: BaseExcepti
         return
     what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
     log(f"{what} at step {step}: checkpoint saved to {ckpt} (continue with --resume)")
+
+
+class LoopControl:
+    """The part of a training loop the three trainers share: Ctrl-C handling (an
+    :class:`InterruptGuard`), a checkpoint every ``ckpt_minutes`` minutes (and every
+    ``ckpt_every`` steps where given), the time limit ``max_minutes`` (0 or None: none), and
+    a checkpoint of the last whole step when an exception leaves the loop
+    (:func:`save_on_exit`)::
+
+        ctl = LoopControl(save, ckpt_path, log, step, cfg.ckpt_minutes, cfg.max_minutes)
+        with ctl:
+            while step < cfg.steps:
+                ctl.rngs = rng_state()       # what an interrupt checkpoint stores
+                ...                          # forward, backward
+                with ctl.commit():           # Ctrl-C waits until the step is whole
+                    opt.step()
+                    step += 1
+                    ctl.step, ctl.rngs = step, rng_state()
+                ...                          # log, validate
+                if ctl.after_step(step):     # checkpoint when due; True at the time limit
+                    break
+        save()
+
+    ``save(rngs=None)`` writes the checkpoint with ``rngs`` (a random-state snapshot) when
+    given, else with the current random state. ``t0`` is when the loop started."""
+
+    def __init__(self, save, ckpt: Path, log, step: int, ckpt_minutes: float,
+                 max_minutes: float | None = None, ckpt_every: int | None = None):
+        self.save, self.ckpt, self.log = save, Path(ckpt), log
+        self.ckpt_minutes, self.max_minutes, self.ckpt_every = ckpt_minutes, max_minutes, ckpt_every
+        self.start = self.step = step
+        self.rngs = None
+        self.guard = InterruptGuard()
+        self.t0 = self.t_ckpt = time.time()
+
+    def __enter__(self):
+        self.guard.__enter__()
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        self.guard.__exit__(kind, exc, tb)
+        if exc is not None:
+            save_on_exit(lambda: self.save(self.rngs), self.step > self.start, self.guard, exc,
+                         self.log, self.ckpt, self.step)
+        return False
+
+    def commit(self):
+        """See :meth:`InterruptGuard.commit`."""
+        return self.guard.commit()
+
+    def after_step(self, step: int) -> bool:
+        """After a whole step: checkpoint when one is due; True (and a log line) when the
+        time limit is reached."""
+        if ((self.ckpt_every and step % self.ckpt_every == 0)
+                or time.time() - self.t_ckpt > self.ckpt_minutes * 60):
+            self.save()
+            self.t_ckpt = time.time()
+        if self.max_minutes and time.time() - self.t0 > self.max_minutes * 60:
+            self.log(f"time limit reached at step {step}")
+            return True
+        return False

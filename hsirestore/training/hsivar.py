@@ -213,43 +213,35 @@ def _init_stage2(model, init: Path, cfg, log) -> None:
     model; its E_cond is kept). Weights exported before the ``residual`` option (their
     config has no such key) restored non-residually: for a residual model the decoder's
     output conv is zeroed, so training starts from the identity LQ -> LQ."""
+    from hsirestore.training.common import (checkpoint_preset, load_checkpoint, load_weights,
+                                            weights_preset)
+
     if init.suffix == ".safetensors":
-        from hsirestore.weights import load_state_dict
+        from hsirestore.weights import load_state_dict, recorded_steps
 
         state, meta = load_state_dict(init)
-        if meta.get("model", cfg.preset) != cfg.preset:
-            raise OptionError(f"{init} holds {meta['model']} weights, not {cfg.preset}")
-        try:
-            model.load_state_dict({k: v.float() for k, v in state.items()})
-        except RuntimeError as e:
-            raise OptionError(f"{init} does not fit {cfg.preset}: {str(e).splitlines()[0]}") from e
+        load_weights(model, state, init, cfg.preset, holds=weights_preset(meta))
         was_residual = bool((meta.get("config") or {}).get("residual", False))
         if was_residual and not model.residual:
-            raise OptionError(f"{init} is a residual model; train it with the same "
-                              "model override (residual=True)")
+            raise ModelError(f"{init} is a residual model; train it with the same "
+                             "model override (residual=True)")
         if model.residual and not was_residual:
             torch.nn.init.zeros_(model.decoder.conv_out.weight)
             torch.nn.init.zeros_(model.decoder.conv_out.bias)
             log("decoder output conv zeroed (non-residual weights -> residual model)")
-        from hsirestore.weights import recorded_steps
-
         cfg.init_steps = recorded_steps(init)
         log(f"stage 2 continues from {init} ({cfg.init_steps} steps)")
         return
-    from hsirestore.training.common import load_checkpoint, load_model_state
-
     ck = load_checkpoint(init)
-    if (ck.get("config") or {}).get("preset", cfg.preset) != cfg.preset:
-        raise OptionError(f"{init} was trained for {ck['config']['preset']}, not {cfg.preset}")
-    load_model_state(model, ck["model"], init)
+    load_weights(model, ck["model"], init, cfg.preset, holds=checkpoint_preset(ck))
     model.init_condition_encoder()
     log(f"stage 2 initialised from {init} (stage-1 step {ck.get('step')})")
 
 
 def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
     from hsirestore.registry import build_model
-    from hsirestore.training.common import (InterruptGuard, check_resume_preset, load_checkpoint,
-                                            load_model_state, resume_overrides, save_on_exit)
+    from hsirestore.training.common import (LoopControl, check_resume_preset, load_checkpoint,
+                                            load_weights, resume_overrides)
 
     torch.manual_seed(cfg.seed)
     out = _stage_dir(cfg)
@@ -266,7 +258,7 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
         init = Path(cfg.init) if cfg.init else Path(cfg.out) / "stage1" / "last.pt"
         if not init.exists():
             raise OptionError(f"stage 2 needs a stage-1 checkpoint: {init} not found "
-                              "(run --stage 1 first or pass --init FILE)")
+                              "(run --stage 1 first or pass --init-weights FILE)")
         _init_stage2(model, init, cfg, log)
     from hsirestore.inference.device import resolve_device
 
@@ -293,7 +285,7 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
     usage = model.quantizer.usage  # code use since the last dead-code restart (stage 1)
     step, last = 0, {}
     if ck is not None:
-        load_model_state(model, ck["model"], ckpt_path)
+        load_weights(model, ck["model"], ckpt_path, cfg.preset)
         try:
             opt.load_state_dict(ck["opt"])
             sched.load_state_dict(ck["sched"])
@@ -321,87 +313,76 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
                           "sched": sched.state_dict(), "step": step, "config": asdict(cfg),
                           "last": last, **rngs})
 
-    t_start = t_ckpt = time.time()
-    start_step = step
-    rngs = rng_state()  # state after the last whole step (for an interrupt checkpoint)
     sums: dict[str, float] = {}
     count = 0
-    guard = InterruptGuard()
+    ctl = LoopControl(checkpoint, ckpt_path, log, step, cfg.ckpt_minutes, cfg.max_minutes)
     model.train()
     if cfg.stage == 2:
         model.encoder.eval()
         model.quantizer.eval()
-    try:
-        with guard, open(out / "log.jsonl", "a") as logf:
-            while step < cfg.steps:
-                rngs = rng_state()
-                if cfg.stage == 1:
-                    x = torch.from_numpy(data.clean(cfg.batch_size)).to(dev)
-                    rec, vq, _ = model.autoencode(x)
-                    l1 = F.l1_loss(rec, x)
-                    loss = l1 + cfg.w_vq * vq
-                    parts = {"l1": l1.item(), "vq": vq.item()}
-                else:
-                    hq, lq, types = (torch.from_numpy(a).to(dev) for a in data.pairs(cfg.batch_size, cfg.max_mix,
-                                                                               cfg.type_dropout))
+    with ctl, open(out / "log.jsonl", "a") as logf:  # Ctrl-C, errors: checkpoint, re-raise
+        while step < cfg.steps:
+            ctl.rngs = rng_state()
+            if cfg.stage == 1:
+                x = torch.from_numpy(data.clean(cfg.batch_size)).to(dev)
+                rec, vq, _ = model.autoencode(x)
+                l1 = F.l1_loss(rec, x)
+                loss = l1 + cfg.w_vq * vq
+                parts = {"l1": l1.item(), "vq": vq.item()}
+            else:
+                hq, lq, types = (torch.from_numpy(a).to(dev) for a in data.pairs(cfg.batch_size, cfg.max_mix,
+                                                                           cfg.type_dropout))
+                with torch.no_grad():
+                    f_hq, _ = model.encoder(hq)
+                    idx = model.quantizer.features_to_indices(f_hq)
+                f_cond, skips, d = model.condition(lq, types)
+                align = F.mse_loss(f_cond, f_hq)
+                logits = model.teacher_logits(idx, f_cond, d)
+                ce = F.cross_entropy(torch.cat(logits, 1).flatten(0, 1),
+                                     torch.cat([i.flatten(1) for i in idx], 1).flatten())
+                with torch.no_grad():
+                    pred = [lg.argmax(-1).view_as(i) for lg, i in zip(logits, idx)]
+                    acc = float(torch.cat([(p == i).flatten() for p, i in zip(pred, idx)]).float().mean())
+                    if cfg.free_run > 0 and float(torch.rand(())) < cfg.free_run:
+                        pred = model.generate(f_cond.detach(), d.detach())  # as at inference
+                    f_pred = model.quantizer.indices_to_features(pred)
+                rec = model.reconstruct(f_pred, skips, lq)
+                pix = F.l1_loss(rec, hq)
+                loss = cfg.w_ce * ce + cfg.w_align * align + cfg.w_pix * pix
+                parts = {"ce": ce.item(), "align": align.item(), "l1": pix.item(), "token_acc": acc}
+            if not torch.isfinite(loss):
+                raise ModelError(f"training diverged at step {step} (loss {loss.item()})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            with ctl.commit():  # Ctrl-C waits until the step is whole
+                opt.step()
+                sched.step()
+                step += 1
+                if cfg.stage == 1 and cfg.restart_every and step % cfg.restart_every == 0 \
+                        and step < 0.8 * cfg.steps:
                     with torch.no_grad():
-                        f_hq, _ = model.encoder(hq)
-                        idx = model.quantizer.features_to_indices(f_hq)
-                    f_cond, skips, d = model.condition(lq, types)
-                    align = F.mse_loss(f_cond, f_hq)
-                    logits = model.teacher_logits(idx, f_cond, d)
-                    ce = F.cross_entropy(torch.cat(logits, 1).flatten(0, 1),
-                                         torch.cat([i.flatten(1) for i in idx], 1).flatten())
-                    with torch.no_grad():
-                        pred = [lg.argmax(-1).view_as(i) for lg, i in zip(logits, idx)]
-                        acc = float(torch.cat([(p == i).flatten() for p, i in zip(pred, idx)]).float().mean())
-                        if cfg.free_run > 0 and float(torch.rand(())) < cfg.free_run:
-                            pred = model.generate(f_cond.detach(), d.detach())  # as at inference
-                        f_pred = model.quantizer.indices_to_features(pred)
-                    rec = model.reconstruct(f_pred, skips, lq)
-                    pix = F.l1_loss(rec, hq)
-                    loss = cfg.w_ce * ce + cfg.w_align * align + cfg.w_pix * pix
-                    parts = {"ce": ce.item(), "align": align.item(), "l1": pix.item(), "token_acc": acc}
-                if not torch.isfinite(loss):
-                    raise ModelError(f"training diverged at step {step} (loss {loss.item()})")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                with guard.commit():  # Ctrl-C waits until the step is whole
-                    opt.step()
-                    sched.step()
-                    step += 1
-                    if cfg.stage == 1 and cfg.restart_every and step % cfg.restart_every == 0 \
-                            and step < 0.8 * cfg.steps:
-                        with torch.no_grad():
-                            f, _ = model.encoder(x)
-                        parts["restarted"] = model.quantizer.restart_dead_codes(f)
-                    rngs = rng_state()
-                for k, v in {"loss": loss.item(), **parts}.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                count += 1
-                if step % cfg.log_every == 0 or step == cfg.steps:
-                    last = {"stage": cfg.stage, "step": step,
-                            **{k: round(v / count, 5) for k, v in sums.items()},
-                            "lr": sched.get_last_lr()[0], "minutes": round((time.time() - t_start) / 60, 2)}
-                    sums, count = {}, 0
-                    if cfg.val_every and val_scenes and (step % cfg.val_every == 0 or step == cfg.steps):
-                        last["val"] = validate(model, cfg.stage, val_scenes, min(64, cfg.patch * 2))
-                        if cfg.stage == 2:
-                            model.encoder.eval()
-                            model.quantizer.eval()
-                    logf.write(json.dumps(last) + "\n")
-                    logf.flush()
-                    log(json.dumps(last))
-                if time.time() - t_ckpt > cfg.ckpt_minutes * 60:
-                    checkpoint()
-                    t_ckpt = time.time()
-                if cfg.max_minutes and (time.time() - t_start) > cfg.max_minutes * 60:
-                    log(f"time limit reached at step {step}")
-                    break
-    except BaseException as e:
-        save_on_exit(lambda: checkpoint(rngs), step > start_step, guard, e, log, ckpt_path, step)
-        raise
+                        f, _ = model.encoder(x)
+                    parts["restarted"] = model.quantizer.restart_dead_codes(f)
+                ctl.step, ctl.rngs = step, rng_state()
+            for k, v in {"loss": loss.item(), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                last = {"stage": cfg.stage, "step": step,
+                        **{k: round(v / count, 5) for k, v in sums.items()},
+                        "lr": sched.get_last_lr()[0], "minutes": round((time.time() - ctl.t0) / 60, 2)}
+                sums, count = {}, 0
+                if cfg.val_every and val_scenes and (step % cfg.val_every == 0 or step == cfg.steps):
+                    last["val"] = validate(model, cfg.stage, val_scenes, min(64, cfg.patch * 2))
+                    if cfg.stage == 2:
+                        model.encoder.eval()
+                        model.quantizer.eval()
+                logf.write(json.dumps(last) + "\n")
+                logf.flush()
+                log(json.dumps(last))
+            if ctl.after_step(step):  # checkpoint when due; True at the time limit
+                break
     checkpoint()
     return last
 

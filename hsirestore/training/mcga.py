@@ -25,10 +25,11 @@ loss = Charbonnier(GANet+decoder(rgb), hsi). Synthetic scenes are mixed in with 
 ``p_synthetic``.
 
 AdamW, lr 4e-4 (linear warm-up then cosine decay), random flips/rotations. Checkpoints
-``OUT/stage{1,2}.pt`` (model, optimiser, step, config) every ``ckpt_every`` steps and at the
-end; ``OUT/log.jsonl`` one JSON line per logged step; ``--resume`` continues from the last
-checkpoint. Stage 2 starts from ``OUT/stage1.pt``. The final stage-2 model is exported to
-``OUT/<preset>.safetensors`` (float32, metadata: preset, config, steps).
+``OUT/stage{1,2}.pt`` (model, optimiser, step, config) every ``ckpt_minutes`` minutes (and
+every ``ckpt_every`` steps where given), at the end and on Ctrl-C; ``OUT/log.jsonl`` one JSON
+line per logged step; ``--resume`` continues from the last checkpoint. Stage 2 starts from
+``OUT/stage1.pt``. The final stage-2 model is exported to ``OUT/<preset>.safetensors``
+(float32, metadata: preset, config, steps).
 """
 from __future__ import annotations
 
@@ -66,9 +67,10 @@ class TrainConfig:
     p_synthetic: float = 0.15
     brightness: tuple = (0.4, 1.2)
     restart_every: int = 250
-    ckpt_every: int = 500
+    ckpt_minutes: float = 3.0  # minutes between checkpoints
+    ckpt_every: int | None = None  # also checkpoint every N steps (None: by time only)
     log_every: int = 50
-    max_minutes: float | None = None
+    max_minutes: float = 0.0  # 0 (or None): no limit
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0: cores - 1 (at least 1, at most 8)
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
@@ -193,9 +195,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, out: Path, resume: bool = False, cubes=None,
                  synthetic=None, cameras=None):
         from hsirestore.registry import build_model, get_spec
-        from hsirestore.training.common import (InterruptGuard, check_config, check_resume_preset,
-                                                check_run_folder, check_task, load_checkpoint,
-                                                load_model_state)
+        from hsirestore.training.common import (check_config, check_resume_preset,
+                                                check_run_folder, check_task, checkpoint_preset,
+                                                load_checkpoint, load_weights, weights_preset)
 
         if cfg.stage not in (1, 2):
             raise OptionError(f"--stage must be 1 or 2; got {cfg.stage}")
@@ -250,39 +252,29 @@ class Trainer:
         self.step = 0
         if cfg.stage == 2:
             if cfg.init_weights:  # fine-tune a whole model (frozen stage 1, GANet continues)
-                from hsirestore.weights import load_state_dict
+                from hsirestore.weights import load_state_dict, recorded_steps
 
                 state, meta = load_state_dict(cfg.init_weights)
-                name = meta.get("model", meta.get("preset", cfg.preset))
-                if name != cfg.preset:
-                    raise ModelError(f"{cfg.init_weights} holds {name!r} weights, not {cfg.preset!r}")
-                try:
-                    self.model.load_state_dict({k: v.float() for k, v in state.items()})
-                except RuntimeError as e:
-                    raise ModelError(f"{cfg.init_weights} does not fit {cfg.preset}: "
-                                     f"{str(e).splitlines()[0]}") from e
-                from hsirestore.weights import recorded_steps
-
+                load_weights(self.model, state, cfg.init_weights, cfg.preset,
+                             holds=weights_preset(meta))
                 cfg.init_steps = recorded_steps(cfg.init_weights)
             else:
                 s1 = self.out / "stage1.pt"
                 if not s1.exists():
                     raise ModelError(f"stage 2 needs the stage-1 checkpoint {s1}; run --stage 1 first")
                 ck = load_checkpoint(s1)
-                if ck.get("preset") != cfg.preset:
-                    raise ModelError(f"{s1} was trained for preset {ck.get('preset')!r}, not {cfg.preset!r}")
-                load_model_state(self.model, ck["model"], s1)
+                load_weights(self.model, ck["model"], s1, cfg.preset, holds=checkpoint_preset(ck))
             self.model.freeze_stage1()
             params = [p for p in self.model.stage2_parameters()]
         else:
             params = list(self.model.vq.parameters())
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.usage = {}  # stage 1: {(source, scale): codes used since the last restart}
-        self._guard = InterruptGuard()
+        self._ctl = None  # the LoopControl of run()
         if resume:
             ck = load_checkpoint(self.ckpt)
             check_resume_preset(self.ckpt, ck, cfg.preset)
-            load_model_state(self.model, ck["model"], self.ckpt)
+            load_weights(self.model, ck["model"], self.ckpt, cfg.preset)
             try:
                 self.opt.load_state_dict(ck["optimizer"])
                 self.step = int(ck["step"])
@@ -328,7 +320,7 @@ class Trainer:
         loss = charbonnier(rec, x) + self.cfg.beta * vq
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        with self._guard.commit():  # Ctrl-C waits until the step is whole
+        with self._ctl.commit():  # Ctrl-C waits until the step is whole
             self.opt.step()
             vqm = self.model.vq
             for i, idx in vqm.last_indices.items():
@@ -342,7 +334,7 @@ class Trainer:
                         restarted += vqm.restart_entries(s, i, ~used)
                         self.usage[(s, i)] = torch.zeros_like(used)
             self.step += 1
-            self._rngs = self._rng_state()
+            self._ctl.step, self._ctl.rngs = self.step, self._rng_state()
         return {"loss": float(loss.detach()), "vq": float(vq.detach()), "source": source, "restarted": restarted}
 
     def _stage2_step(self) -> dict:
@@ -361,10 +353,10 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(self.model.stage2_parameters()), 1.0)
-        with self._guard.commit():  # Ctrl-C waits until the step is whole
+        with self._ctl.commit():  # Ctrl-C waits until the step is whole
             self.opt.step()
             self.step += 1
-            self._rngs = self._rng_state()
+            self._ctl.step, self._ctl.rngs = self.step, self._rng_state()
         return {"loss": float(loss.detach())}
 
     def _rng_state(self) -> dict:
@@ -399,41 +391,30 @@ class Trainer:
         after at least one step of this call checkpoints the last whole step first; an
         error before that leaves no checkpoint behind (so the corrected command can start
         the run again)."""
-        from hsirestore.training.common import save_on_exit
+        from hsirestore.training.common import LoopControl
 
         cfg = self.cfg
-        t0 = time.time()
-        deadline = t0 + 60 * cfg.max_minutes if cfg.max_minutes else None
         self.out.mkdir(parents=True, exist_ok=True)
         losses = []
-        last_ckpt = time.time()
-        start = self.step
-        self._rngs = self._rng_state()
-        try:
-            with self._guard, open(self.out / "log.jsonl", "a") as log:
-                while self.step < cfg.steps:
-                    self._rngs = self._rng_state()
-                    for g in self.opt.param_groups:
-                        g["lr"] = _lr_at(self.step, cfg)
-                    rec = self._stage1_step() if cfg.stage == 1 else self._stage2_step()
-                    losses.append(rec["loss"])
-                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                        line = {"stage": cfg.stage, "step": self.step, "lr": self.opt.param_groups[0]["lr"],
-                                "loss": float(np.mean(losses[-cfg.log_every:])),
-                                "elapsed_s": round(time.time() - t0, 1)}
-                        line.update({k: v for k, v in rec.items() if k not in ("loss",)})
-                        log.write(json.dumps(line) + "\n")
-                        log.flush()
-                        echo(json.dumps(line))
-                    if self.step % cfg.ckpt_every == 0 or time.time() - last_ckpt > 300:
-                        self.save()
-                        last_ckpt = time.time()
-                    if deadline and time.time() > deadline:
-                        break
-        except BaseException as e:
-            save_on_exit(lambda: self.save(self._rngs), self.step > start, self._guard, e, echo,
-                         self.ckpt, self.step)
-            raise
+        ctl = self._ctl = LoopControl(self.save, self.ckpt, echo, self.step, cfg.ckpt_minutes,
+                                      cfg.max_minutes, cfg.ckpt_every)
+        with ctl, open(self.out / "log.jsonl", "a") as log:  # Ctrl-C, errors: checkpoint, re-raise
+            while self.step < cfg.steps:
+                ctl.rngs = self._rng_state()
+                for g in self.opt.param_groups:
+                    g["lr"] = _lr_at(self.step, cfg)
+                rec = self._stage1_step() if cfg.stage == 1 else self._stage2_step()
+                losses.append(rec["loss"])
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    line = {"stage": cfg.stage, "step": self.step, "lr": self.opt.param_groups[0]["lr"],
+                            "loss": float(np.mean(losses[-cfg.log_every:])),
+                            "elapsed_s": round(time.time() - ctl.t0, 1)}
+                    line.update({k: v for k, v in rec.items() if k not in ("loss",)})
+                    log.write(json.dumps(line) + "\n")
+                    log.flush()
+                    echo(json.dumps(line))
+                if ctl.after_step(self.step):  # checkpoint when due; True at the time limit
+                    break
         self.save()
         result = {"stage": cfg.stage, "step": self.step, "checkpoint": str(self.ckpt),
                   "loss_first": losses[0] if losses else None,
