@@ -22,11 +22,14 @@ class ModelSpec:
         builder: "module:function" returning an ``nn.Module`` given ``**config``.
         config: keyword arguments for the builder.
         bands: output band count (None: any).
-        wavelengths: output band centres in nm (None: same as input).
-        size_multiple: spatial sizes the model needs (predictors pad to it).
+        wavelengths: output band centres in nm, which the predictors give their outputs
+            (None: those of the input).
+        size_multiple: spatial sizes the preset's model needs, for checks made before a
+            model is built; predictors pad to the built model's ``size_multiple`` (which
+            follows the configuration the weights record).
         weights: file name in ``weights/`` of the shipped checkpoint, or None.
         description: one line for ``hsirestore models``.
-        reference: the paper.
+        reference: the paper(s), shown by ``hsirestore models``.
     """
 
     name: str

@@ -10,6 +10,12 @@ package (source checkout / editable install), then ``share/hsirestore/weights`` 
 install prefix, the base prefix, the user base (data files of a regular ``pip install``) or
 the ``--target`` folder the package was installed into.
 Loading always verifies the sha256 recorded in the manifest before reading a tensor.
+
+The predictors read weights through :func:`load_checkpoint` (which preset and builder
+configuration a file records: exported safetensors, a training ``last.pt``, the authors'
+S2-Transformer checkpoint) and :meth:`Checkpoint.build` (the model built through
+:func:`hsirestore.registry.build_model` and loaded strictly with :func:`load_into`), so the
+same mistake gives the same one-line ModelError whichever predictor reads the file.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import hashlib
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -217,30 +224,162 @@ def load_state_dict(path: os.PathLike | str, expected_sha256: str | None = None)
     return state, meta
 
 
-
 def _keys(keys, n: int = 3) -> str:
     keys = sorted(keys)
     more = f" and {len(keys) - n} more" if len(keys) > n else ""
     return ", ".join(keys[:n]) + more
 
 
-def load_into(model, state: dict, strict: bool = True) -> None:
-    """load_state_dict with a short one-line ModelError on mismatch."""
+def load_into(model, state: dict, strict: bool = True, *, source: str = "checkpoint",
+              target: str = "the model") -> None:
+    """load_state_dict with a short one-line ModelError on mismatch
+    ("<source> does not fit <target>: ...")."""
+    misfit = f"{source} does not fit {target}: "
     want = model.state_dict()
     if strict:
         missing, extra = set(want) - set(state), set(state) - set(want)
         if missing or extra:
             parts = ([f"{len(missing)} missing keys ({_keys(missing)})"] if missing else []) + \
                     ([f"{len(extra)} unexpected keys ({_keys(extra)})"] if extra else [])
-            raise ModelError("checkpoint does not fit the model: " + "; ".join(parts)
-                             + " -- weights of another model or preset?")
+            raise ModelError(misfit + "; ".join(parts) + " -- weights of another model or preset?")
     bad = [k for k, v in state.items() if k in want and tuple(v.shape) != tuple(want[k].shape)]
     if bad:
         k = bad[0]
-        raise ModelError(f"checkpoint does not fit the model: {len(bad)} tensors differ in shape "
+        raise ModelError(f"{misfit}{len(bad)} tensors differ in shape "
                          f"(e.g. {k}: {tuple(state[k].shape)} in the file, "
                          f"{tuple(want[k].shape)} in the model) -- another preset?")
     try:
         model.load_state_dict(state, strict=strict)
     except RuntimeError as e:
-        raise ModelError("checkpoint does not fit the model: " + first_line(e)) from e
+        raise ModelError(misfit + first_line(e)) from e
+
+
+# ------------------------------------------------------------------ weights for a predictor
+#: per task: what its models are called in messages, and where weights come from
+_TASKS = {
+    "restore": ("a restoration model", "train them with 'hsirestore train hsivar'"),
+    "rgb2hsi": ("an RGB-to-hyperspectral model",
+                "train them with 'hsirestore train mcga', or use --method poly"),
+    "cassi": ("a CASSI decoder", "train them with 'hsirestore train cassi'"),
+}
+
+
+@dataclass
+class Checkpoint:
+    """Weights resolved for a registered model (see :func:`load_checkpoint`).
+
+    Attributes:
+        name: registry preset the weights are for.
+        overrides: builder keyword arguments recorded with the weights (over the preset's).
+        state: state dict, float32 tensors, keys as the model names them.
+        meta: the file's metadata (safetensors metadata, or a torch file's non-tensor entries).
+        path: the file read.
+    """
+
+    name: str
+    overrides: dict[str, Any]
+    state: dict
+    meta: dict[str, Any]
+    path: Path
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The full builder configuration: the preset's config updated with ``overrides``."""
+        from hsirestore.registry import get_spec
+
+        return {**get_spec(self.name).config, **self.overrides}
+
+    def build(self):
+        """The model (CPU, float32, eval mode) built through the registry with ``overrides``
+        and these weights loaded strictly; ModelError naming the file when its configuration
+        cannot be built or its tensors do not fit."""
+        from hsirestore.registry import build_model
+
+        try:
+            model = build_model(self.name, **self.overrides)
+        except ModelError as e:
+            raise ModelError(f"{self.path}: {first_line(e)}") from e
+        load_into(model, self.state, strict=True, source=str(self.path), target=self.name)
+        return model.eval()
+
+
+def _official_s2former(state: dict) -> dict | None:
+    """The state in this package's S2-Transformer keys when ``state`` is the authors'
+    checkpoint (DataParallel ``module.`` keys of an S2-Transformer); else None."""
+    from hsirestore.models.s2former import is_official_checkpoint, official_key_map
+
+    if not is_official_checkpoint(state):
+        return None
+    mapped = official_key_map(state)
+    return mapped if "RSTB_pin.weight" in mapped and "conv_first.weight" in mapped else None
+
+
+def _recorded_model(state: dict, meta: dict) -> tuple[str | None, dict[str, Any], dict]:
+    """(preset the weights name or None, builder overrides they record, state) of a file.
+
+    * the authors' S2-Transformer checkpoint: "s2former", no overrides, keys mapped;
+    * a training checkpoint (``last.pt``; its run config is ``meta["training_config"]``, or a
+      ``config`` that names a ``preset``): the run's ``preset`` and ``model_overrides``; the
+      training-only auxiliary head (``aux.*``) is dropped;
+    * exported weights: metadata ``model`` (or ``preset``), and ``model_overrides`` or else
+      the full builder ``config``.
+    """
+    official = _official_s2former(state)
+    if official is not None:
+        return "s2former", {}, official
+    run = meta.get("training_config")
+    if not isinstance(run, dict) and isinstance(meta.get("config"), dict) and "preset" in meta["config"]:
+        run = meta["config"]
+    named = meta.get("model") or meta.get("preset")
+    if isinstance(run, dict):
+        overrides = run.get("model_overrides")
+        named = named or run.get("preset")
+        state = {k: v for k, v in state.items() if not k.startswith("aux.")}
+    else:
+        overrides = meta.get("model_overrides")
+        if not isinstance(overrides, dict):
+            overrides = meta.get("config")
+    overrides = dict(overrides) if isinstance(overrides, dict) else {}
+    return (named if isinstance(named, str) else None), overrides, state
+
+
+def load_checkpoint(weights: os.PathLike | str | None, task: str, model_name: str | None,
+                    default: str) -> Checkpoint:
+    """Read the weights of a ``task`` ("restore", "rgb2hsi" or "cassi") model.
+
+    ``weights`` None: the shipped file of ``model_name`` (or ``default``), checksum-checked.
+    Otherwise the file (safetensors, a training ``last.pt`` or the authors' S2-Transformer
+    ``.pth``) is built as the preset it records (see :func:`_recorded_model`), else as
+    ``model_name``, else as ``default``, with the builder overrides it records.
+    ModelError (one line) for: an unknown model, a model or weights of another task, no
+    shipped weights, an unreadable file.
+    """
+    from hsirestore.registry import get_spec, list_models
+
+    what, hint = _TASKS[task]
+    name = model_name or default
+    spec = get_spec(name)
+    if spec.task != task:
+        raise ModelError(f"model {name!r} is a {spec.task} model, not {what}")
+    if weights is None:
+        if spec.weights is None:
+            raise ModelError(f"model {name!r} has no shipped weights; pass --weights FILE ({hint})")
+        path = shipped_weights_path(spec.weights)
+    else:
+        path = Path(weights)
+    state, meta = load_state_dict(path)
+    named, overrides, state = _recorded_model(state, meta)
+    tasks = {s.name: s.task for s in list_models()}
+    if named in tasks:  # an unknown name (a renamed preset, another package's) is not used
+        if tasks[named] != task:
+            raise ModelError(f"{path} holds weights of the {tasks[named]} model {named!r}, "
+                             f"not {what}")
+        name = named
+    return Checkpoint(name=name, overrides=overrides, state=state, meta=meta, path=path)
+
+
+def load_model(weights: os.PathLike | str | None, task: str, model_name: str | None,
+               default: str):
+    """(model, :class:`Checkpoint`): :func:`load_checkpoint` then :meth:`Checkpoint.build`."""
+    ck = load_checkpoint(weights, task, model_name, default)
+    return ck.build(), ck

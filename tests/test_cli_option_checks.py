@@ -101,7 +101,15 @@ def test_weights_errors_are_one_short_line(tmp_path):
 
     other = shipped_weights_path("s2former-gaptv.safetensors")
     msg = _error_line(_run("denoise", cube, "-o", tmp_path / "o.h5", "--weights", other, "-d", "noise"))
-    assert "missing keys" in msg and "more" in msg and len(msg) < 600
+    assert "holds weights of the cassi model 's2former-gaptv', not a restoration model" in msg
+    # the same tensors in a file that names no model: they do not fit hsivar-compact
+    from hsirestore.weights import load_state_dict, save_state_dict
+
+    bare = tmp_path / "bare.safetensors"
+    save_state_dict(load_state_dict(other)[0], bare)
+    msg = _error_line(_run("denoise", cube, "-o", tmp_path / "o.h5", "--weights", bare, "-d", "noise"))
+    assert "does not fit hsivar-compact" in msg and "missing keys" in msg and "more" in msg
+    assert len(msg) < 600
 
 
 def test_reported_model_name_follows_the_weights(tmp_path):

@@ -300,8 +300,8 @@ def test_cuda_amp_and_identity():
 
 
 def test_stream_through_envi_files_with_scaling_and_nodata(tmp_path):
-    from hsirestore.inference.normalize import cast_to_dtype
     from hsirestore.io import create_cube, open_cube, read_cube, write_cube
+    from hsirestore.io.common import cast_for_writing
 
     rng = np.random.default_rng(8)
     counts = rng.integers(100, 4000, size=(6, 37, 41)).astype(np.float32)
@@ -330,4 +330,4 @@ def test_stream_through_envi_files_with_scaling_and_nodata(tmp_path):
     assert out.valid is not None and not out.valid[4, 9] and out.valid.sum() == 37 * 41 - 1
     ok = np.isfinite(counts).all(0)
     np.testing.assert_allclose(out.data[:, ok], counts[:, ok], rtol=1e-6)
-    np.testing.assert_array_equal(cast_to_dtype(out.data, "uint16")[:, ok], counts[:, ok])
+    np.testing.assert_array_equal(cast_for_writing(out.data, "uint16")[:, ok], counts[:, ok])

@@ -1,10 +1,11 @@
-"""Tile grid, blend window and padding maths (pure numpy)."""
+"""Tile grid, blend weights and padding maths (pure numpy): the axis profiles the tiled
+predictor and the CASSI decoder blend with."""
 import numpy as np
 import pytest
 
 from hsirestore.errors import HsiRestoreError, OptionError
 from hsirestore.inference.tiling import (
-    axis_starts, axis_weight_sum, blend_window, pad_to_multiple, reflect_pad, tile_grid,
+    axis_profiles, axis_starts, axis_weight_sum, pad_to_multiple, ramp_profile, reflect_pad,
 )
 
 CASES = [
@@ -14,38 +15,33 @@ CASES = [
 
 
 def _blend_reconstruct(x, rows, cols, tile, overlap):
-    """Accumulate blend-weighted tiles of x (bands, rows, cols) and divide by the weight sum."""
-    grid = tile_grid(rows, cols, tile, overlap)
-    rs = sorted({w[0] for w in grid})
-    cs = sorted({w[2] for w in grid})
+    """Accumulate profile-weighted tiles of x (bands, rows, cols), as the predictors do."""
     acc = np.zeros(x.shape, np.float64)
     wsum = np.zeros(x.shape[1:], np.float64)
-    for r0, r1, c0, c1 in grid:
-        edges = (r0 == rs[0], r0 == rs[-1], c0 == cs[0], c0 == cs[-1])
-        w = blend_window(r1 - r0, c1 - c0, overlap, edges).astype(np.float64)
-        acc[:, r0:r1, c0:c1] += w * x[:, r0:r1, c0:c1]
-        wsum[r0:r1, c0:c1] += w
+    for r0, r1, wr in axis_profiles(rows, tile, overlap):
+        for c0, c1, wc in axis_profiles(cols, tile, overlap):
+            w = np.outer(wr, wc)
+            acc[:, r0:r1, c0:c1] += w * x[:, r0:r1, c0:c1]
+            wsum[r0:r1, c0:c1] += w
     return acc, wsum
 
 
 @pytest.mark.parametrize("rows,cols,tile,overlap", CASES)
 def test_grid_covers_and_stays_inside(rows, cols, tile, overlap):
-    grid = tile_grid(rows, cols, tile, overlap)
-    cover = np.zeros((rows, cols), int)
-    th, tw = min(tile, rows), min(tile, cols)
-    for r0, r1, c0, c1 in grid:
-        assert 0 <= r0 < r1 <= rows and 0 <= c0 < c1 <= cols
-        assert (r1 - r0, c1 - c0) == (th, tw)  # all tiles the same size
-        cover[r0:r1, c0:c1] += 1
-    assert cover.min() >= 1
-    assert max(w[1] for w in grid) == rows and max(w[3] for w in grid) == cols  # flush
-    assert grid == sorted(grid)  # raster order
-    for n, t in ((rows, tile), (cols, tile)):
-        s = axis_starts(n, t, overlap)
-        assert s[0] == 0 and s[-1] == max(n - t, 0)
-        if len(s) > 1:
-            gaps = np.diff(s)
-            assert gaps.min() >= 1 and gaps.max() <= t - overlap  # overlap >= nominal
+    for n in (rows, cols):
+        prof = axis_profiles(n, tile, overlap)
+        cover = np.zeros(n, int)
+        for s, e, w in prof:
+            assert 0 <= s < e <= n and e - s == min(tile, n)  # all tiles the same size
+            assert w.shape == (e - s,) and (w > 0).all() and w.max() <= 1
+            cover[s:e] += 1
+        assert cover.min() >= 1 and prof[-1][1] == n  # flush with the border
+        starts = axis_starts(n, tile, overlap)
+        assert [s for s, _, _ in prof] == starts and starts == sorted(starts)
+        assert starts[0] == 0 and starts[-1] == max(n - tile, 0)
+        if len(starts) > 1:
+            gaps = np.diff(starts)
+            assert gaps.min() >= 1 and gaps.max() <= tile - overlap  # overlap >= nominal
 
 
 @pytest.mark.parametrize("rows,cols,tile,overlap", CASES)
@@ -61,30 +57,20 @@ def test_blend_reconstructs_identity_exactly(rows, cols, tile, overlap):
 
 
 def test_single_tile_when_image_smaller():
-    assert tile_grid(10, 20, 64, 8) == [(0, 10, 0, 20)]
-    assert tile_grid(64, 64, 64, 8) == [(0, 64, 0, 64)]
+    for n, tile in ((10, 64), (64, 64)):
+        (s, e, w), = axis_profiles(n, tile, 8)
+        assert (s, e) == (0, n) and (w == 1).all()  # no taper at image borders
 
 
-def test_rectangular_tiles():
-    grid = tile_grid(50, 90, (20, 40), (4, 10))
-    assert {(r1 - r0, c1 - c0) for r0, r1, c0, c1 in grid} == {(20, 40)}
-
-
-def test_blend_window_shape_and_values():
-    w = blend_window(40, 30, 8, edges=(True, False, False, True))
-    assert w.dtype == np.float32 and w.shape == (40, 30)
-    assert (w > 0).all() and w.max() <= 1
-    # exactly 1 away from the ramps; no taper on border sides (top, right)
-    assert (w[:32, 8:] == 1).all()
-    assert w[0, -1] == 1
-    # ramps rise monotonically towards the interior
-    assert (np.diff(w[20, :8]) > 0).all() and (np.diff(w[32:, 20]) < 0).all()
-    # an all-border tile is flat
-    assert (blend_window(5, 6, 3) == 1).all()
+def test_profiles_ramp_towards_neighbours_only():
+    (s0, e0, first), (s1, e1, last) = axis_profiles(56, 32, 8)
+    assert (s0, e0, s1, e1) == (0, 32, 24, 56)
+    assert first[0] == 1 and last[-1] == 1  # image borders: no taper
+    assert (first[:24] == 1).all() and (np.diff(first[24:]) < 0).all()
+    assert (last[8:] == 1).all() and (np.diff(last[:8]) > 0).all()
     # symmetric ramps of neighbours sum to 1 over the overlap (smooth cross-fade)
-    lead = blend_window(1, 16, 8, (True, True, False, True))[0, :8].astype(np.float64)
-    trail = blend_window(1, 16, 8, (True, True, True, False))[0, -8:].astype(np.float64)
-    np.testing.assert_allclose(lead + trail, 1.0, atol=1e-6)
+    np.testing.assert_allclose(first[24:] + last[:8], 1.0, atol=1e-12)
+    assert (ramp_profile(6, 0, 0) == 1).all()
 
 
 def test_pad_to_multiple_and_reflect():
@@ -107,7 +93,7 @@ def test_pad_to_multiple_and_reflect():
 @pytest.mark.parametrize("tile,overlap", [(0, 0), (8, 8), (8, 9), (8, -1)])
 def test_bad_tiling_options(tile, overlap):
     with pytest.raises(OptionError) as e:
-        tile_grid(20, 20, tile, overlap)
+        axis_profiles(20, tile, overlap)
     assert isinstance(e.value, HsiRestoreError) and "\n" not in str(e.value)
 
 

@@ -11,7 +11,7 @@ from hsirestore.cli.app import app
 from hsirestore.cli.common import command
 
 
-@command(app, "models", help="""List the registered models, their task and shipped weights.
+@command(app, "models", help="""List the registered models, their task, shipped weights and paper.
 
 \b
 Examples:
@@ -44,15 +44,21 @@ def models_cmd(
             "weights": spec.weights if entry else None,
             "val_metrics": (entry or {}).get("val_metrics"),
             "description": spec.description,
+            "reference": spec.reference,
         })
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    refs = list(dict.fromkeys(r["reference"] for r in rows if r["reference"]))  # in order, once
     table = Table(title="hsirestore models")
-    for col in ("name", "task", "bands", "shipped weights", "description"):
+    for col in ("name", "task", "bands", "shipped weights", "description", "ref."):
         # file and model names are folded onto several lines, never cut short with "..."
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(r["name"], r["task"], str(r["bands"] or "any"), r["weights"] or "-",
-                      r["description"])
-    Console().print(table)
+                      r["description"],
+                      f"[{refs.index(r['reference']) + 1}]" if r["reference"] else "-")
+    console = Console()
+    console.print(table)
+    for i, ref in enumerate(refs, 1):
+        console.print(f"[{i}] {ref}", markup=False, highlight=False)

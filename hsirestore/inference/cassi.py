@@ -21,13 +21,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from hsirestore.errors import InvalidValueError, ModelError, OptionError, ShapeError
-from hsirestore.physics.cassi import check_geometry, mean_intensity
+from hsirestore.errors import InvalidValueError, OptionError, ShapeError
+from hsirestore.physics.cassi import CASSI_WAVELENGTHS_28, check_geometry, mean_intensity
+from hsirestore.registry import get_spec
 
 TRAIN_MEAN = 0.15
 METHODS = ("s2former", "gap-tv")
 #: the shipped decoder used when no model is named (chosen on CAVE train scenes)
 DEFAULT_MODEL = "s2former-gaptv"
+#: the preset a --weights file that names none is built as
+FILE_DEFAULT_MODEL = "s2former-unfolded"
+
+
+def _wavelengths(recorded, bands: int) -> np.ndarray | None:
+    """``recorded`` band centres as float64 (bands,), or None when they do not fit ``bands``."""
+    return np.asarray(recorded, np.float64) if recorded is not None and len(recorded) == bands else None
 
 
 def _as_2d(a: np.ndarray, what: str) -> np.ndarray:
@@ -51,7 +59,8 @@ class CassiDecoder:
             most accurate shipped decoder; "s2former-unfolded" is several times faster on a CPU).
         weights: a checkpoint file (safetensors or torch; the authors' ``model_epoch_255.pth``
             is recognised and loaded into the published "s2former" preset), or None for
-            the shipped weights.
+            the shipped weights. A file that records its preset is built as that preset;
+            one that records none as ``model_name`` (default :data:`FILE_DEFAULT_MODEL`).
         device: auto | cpu | cuda | cuda:N.
         tile, overlap: tiling of the cube grid for large inputs (tile=None: whole image).
         bands, step: band count and dispersion step (pixels per band).
@@ -59,6 +68,10 @@ class CassiDecoder:
         flip_ensemble: learned models only: also decode the up-down flipped system (flipping
             the rows of measurement and mask gives another valid CASSI system, since the
             dispersion runs along the rows) and average the two cubes; twice the model time.
+
+    Attributes: ``model_name`` (None for GAP-TV), ``wavelengths`` (float64 (bands,) band
+    centres in nm of the decoded cube: the model's registered ones, or the TSA-Net system's
+    for 28-band GAP-TV; None when they are unknown for this band count).
     """
 
     def __init__(self, method: str = "s2former", model_name: str | None = None,
@@ -89,6 +102,8 @@ class CassiDecoder:
         self.device = resolve_device(device)
         self.model = None
         self.model_name = None
+        self.wavelengths = _wavelengths(CASSI_WAVELENGTHS_28, bands)
+        self._unfolded = False  # the model takes the measurement (UnfoldedS2Transformer)
         if method == "s2former":
             self.model, self.model_name = self._load(model_name, weights)
 
@@ -98,57 +113,20 @@ class CassiDecoder:
         return f"{self.model_name}" + (" + up-down flip ensemble" if self.flip_ensemble else "")
 
     def _load(self, model_name, weights):
-        from hsirestore.models.s2former import is_official_checkpoint, official_key_map
-        from hsirestore.registry import build_model, get_spec, list_models
-        from hsirestore.weights import load_into, load_state_dict, shipped_weights_path
+        """(model on the device, its registry name) via :func:`hsirestore.weights.load_checkpoint`;
+        weights that name no preset are taken for :data:`FILE_DEFAULT_MODEL`."""
+        from hsirestore.models.s2former import UnfoldedS2Transformer
+        from hsirestore.weights import load_checkpoint
 
-        if weights is not None:
-            state, meta = load_state_dict(weights)
-            if is_official_checkpoint(state) or any(k.startswith("module.") for k in state):
-                model_name = model_name or "s2former"
-                state = official_key_map(state)
-            run = meta.get("training_config") if isinstance(meta, dict) else None
-            if isinstance(run, dict):  # a training checkpoint (last.pt): its preset and overrides
-                model_name = model_name or run.get("preset")
-                meta = {"model_overrides": dict(run.get("model_overrides") or {})}
-                state = {k: v for k, v in state.items() if not k.startswith("aux.")}  # training-only head
-            named = meta.get("model") if isinstance(meta, dict) else None
-            if isinstance(named, str) and named not in {m.name for m in list_models("cassi")}:
-                try:
-                    task = get_spec(named).task
-                except ModelError:
-                    task = None
-                if task is not None:
-                    raise ModelError(f"{weights} holds weights of the {task} model {named!r}, "
-                                     "not a CASSI decoder")
-            known = {m.name for m in list_models("cassi")}
-            if model_name is None and named in known:
-                model_name = named  # exported weights name their preset
-            model_name = model_name or "s2former-unfolded"
-        else:
-            model_name = model_name or DEFAULT_MODEL
-            spec = get_spec(model_name)
-            if spec.weights is None:
-                raise ModelError(f"model {model_name!r} has no shipped weights; pass --weights FILE")
-            state, meta = load_state_dict(shipped_weights_path(spec.weights))
-        # builder overrides the weights were trained with (safetensors metadata "model_overrides")
-        overrides = meta.get("model_overrides") if isinstance(meta, dict) else None
-        if not isinstance(overrides, dict) and isinstance(meta, dict) and isinstance(meta.get("config"), dict):
-            overrides = meta["config"]  # exported weights record their full builder config
-        overrides = dict(overrides) if isinstance(overrides, dict) else {}
-        spec = get_spec(model_name)
-        if spec.task != "cassi":
-            raise ModelError(f"model {model_name!r} is a {spec.task} model, not a CASSI decoder")
-        model_bands = overrides.get("in_chans", spec.bands)
+        ck = load_checkpoint(weights, "cassi", model_name,
+                             DEFAULT_MODEL if weights is None else FILE_DEFAULT_MODEL)
+        model_bands = ck.config.get("in_chans")
         if model_bands is not None and model_bands != self.bands:
-            raise ShapeError(f"model {model_name!r} decodes {model_bands} bands; --bands is {self.bands}")
-        try:
-            model = build_model(model_name, **overrides)
-        except TypeError as e:
-            raise ModelError(f"weights metadata does not fit model {model_name!r}: {e}") from e
-        load_into(model, state, strict=True)
-        model.eval().to(self.device)
-        return model, model_name
+            raise ShapeError(f"model {ck.name!r} decodes {model_bands} bands; --bands is {self.bands}")
+        model = ck.build().to(self.device)
+        self._unfolded = isinstance(model, UnfoldedS2Transformer)
+        self.wavelengths = _wavelengths(get_spec(ck.name).wavelengths, self.bands)
+        return model, ck.name
 
     # -------------------------------------------------------------------------------------
     def check(self, meas: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,7 +165,7 @@ class CassiDecoder:
                          iterations=self.gaptv_iters, tv_weight=self.gaptv_weight)
             return (out.cpu().numpy() * np.float32(s)).astype(np.float32)
         est = None
-        if getattr(self.model, "init", "adjoint") == "gap-tv":
+        if self._unfolded and self.model.init == "gap-tv":
             # one GAP-TV pass over the whole measurement (no tile seams), refined tile by tile
             est = self.model.initial_estimate(mk[None, None].to(self.device),
                                               yn[None].to(self.device))[0].float().cpu()
@@ -198,7 +176,7 @@ class CassiDecoder:
         (padded to the window size)."""
         import torch.nn.functional as F
 
-        mult = getattr(self.model, "size_multiple", 8)
+        mult = self.model.size_multiple
         h, w = mask.shape
         ph, pw = (-h) % mult, (-w) % mult
         if ph or pw:
@@ -219,14 +197,14 @@ class CassiDecoder:
 
         from hsirestore.physics.cassi import model_input
 
-        x = model_input(y, mask, self.bands, self.step)
+        m = mask[None, None].to(self.device)
         with torch.inference_mode():
-            args = (x[None].to(self.device), mask[None, None].to(self.device))
-            if getattr(self.model, "stages", None) is not None:
-                kw = {"init_est": est[None].to(self.device)} if est is not None else {}
-                out, _ = self.model(*args, y[None].to(self.device), **kw)
-            else:
-                out, _ = self.model(*args)
+            if self._unfolded:  # works from the measurement; its cube argument is unused
+                init = est[None].to(self.device) if est is not None else None
+                out, _ = self.model(None, m, y[None].to(self.device), init_est=init)
+            else:  # the single-pass model: the shifted-back, mask-weighted measurement
+                x = model_input(y, mask, self.bands, self.step)
+                out, _ = self.model(x[None].to(self.device), m)
         return out
 
     def _decode_tiled(self, yn, mk, est=None) -> np.ndarray:

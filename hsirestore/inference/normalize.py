@@ -38,10 +38,12 @@ from typing import Any
 import numpy as np
 
 from hsirestore.errors import InvalidValueError, OptionError
+from hsirestore.io.common import equals_nodata
 from hsirestore.io.cube import ArraySource, Cube
+from hsirestore.physics.cassi import _is_torch  # the package's one torch-or-numpy test
 
 __all__ = [
-    "Scaling", "fit_scaling", "parse_rule", "cast_to_dtype", "invalid_mask", "sample_pixels",
+    "Scaling", "fit_scaling", "parse_rule", "invalid_mask", "sample_pixels",
     "missing_entries", "fill_missing_entries", "bad_bands", "fill_bad_bands",
     "band_means", "RULES",
 ]
@@ -93,10 +95,6 @@ class Scaling:
         return f"{self.rule}: x / {self.scale:.6g}" + (f" - {self.offset:.6g}" if self.offset else "")
 
 
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
 def _as_float(x: Any) -> Any:
     if _is_torch(x):
         return x if x.is_floating_point() else x.float()
@@ -129,20 +127,11 @@ def parse_rule(rule: str) -> tuple[str, float | None]:
     raise OptionError(f"unknown scaling rule {rule!r}; use one of {', '.join(RULES)}")
 
 
-def _equals_nodata(block: np.ndarray, nodata: float | None) -> np.ndarray | None:
-    """bool (bands, h, w) of values equal to ``nodata`` (compared in the block's dtype), or
-    None when there is no finite nodata value."""
-    if nodata is None or not math.isfinite(nodata):
-        return None
-    value = np.float32(nodata) if block.dtype == np.float32 else nodata
-    return block == value
-
-
 def invalid_mask(block: np.ndarray, nodata: float | None = None) -> np.ndarray:
     """bool (h, w): True where a pixel of ``block`` (bands, h, w) is invalid: any band
     non-finite, or every band equal to ``nodata`` (the rule of io.common.valid_mask)."""
     bad = ~np.isfinite(block).all(axis=0)
-    eq = _equals_nodata(block, nodata)
+    eq = equals_nodata(block, nodata)
     if eq is not None:
         bad |= eq.all(axis=0)
     return bad
@@ -151,7 +140,7 @@ def invalid_mask(block: np.ndarray, nodata: float | None = None) -> np.ndarray:
 def missing_entries(block: np.ndarray, nodata: float | None) -> np.ndarray | None:
     """bool (bands, h, w): single values equal to ``nodata`` in pixels that are otherwise
     valid (some band differs from nodata, every band finite); None when there are none."""
-    eq = _equals_nodata(block, nodata)
+    eq = equals_nodata(block, nodata)
     if eq is None:
         return None
     eq &= ~invalid_mask(block, nodata)[None]
@@ -234,7 +223,7 @@ def sample_pixels(data: Any, max_values: int = 4_000_000, window: int = 32) -> n
         if valid is not None:
             bad |= ~valid[r0:r1, c0:c1]
         px = block.reshape(bands, -1)[:, ~bad.reshape(-1)]
-        eq = _equals_nodata(px, nodata)
+        eq = equals_nodata(px, nodata)
         if eq is not None and eq.any():  # single nodata values of valid pixels: NaN
             px = px.astype(np.float64)
             px[eq] = np.nan
@@ -262,7 +251,7 @@ def _exact_max(src, valid, nodata) -> float:
         if valid is not None:
             bad |= ~valid[r0:r1]
         px = block[:, ~bad]
-        eq = _equals_nodata(px, nodata)
+        eq = equals_nodata(px, nodata)
         if eq is not None:
             px = px[~eq]
         if px.size:
@@ -328,33 +317,6 @@ def _positive(value: float, fallback: float | None) -> float:
         if v is not None and math.isfinite(v) and v > 0:
             return float(v)
     return 1.0
-
-
-def cast_to_dtype(data: np.ndarray, dtype_name: str | np.dtype | None,
-                  nodata: float | None = None) -> np.ndarray:
-    """Cast results to a file dtype: integers are rounded and clipped to the dtype's range
-    (NaN becomes ``nodata`` if given, else 0); floats are cast; None keeps float32."""
-    data = np.asarray(data)
-    if dtype_name is None:
-        return data.astype(np.float32, copy=False)
-    try:
-        dt = np.dtype(dtype_name)
-    except TypeError:
-        raise OptionError(f"unknown data type {dtype_name!r}") from None
-    if dt.kind == "f":
-        return data.astype(dt, copy=False)
-    if dt.kind in "ui":
-        info = np.iinfo(dt)
-        out = np.rint(data.astype(np.float64, copy=False))
-        bad = ~np.isfinite(out)
-        np.clip(out, info.min, info.max, out=out)
-        if bad.any():
-            fill = 0 if nodata is None or not math.isfinite(nodata) else nodata
-            out[bad] = min(max(fill, info.min), info.max)
-        return out.astype(dt)
-    if dt.kind == "b":
-        return np.nan_to_num(data) > 0.5
-    raise OptionError(f"cannot write results as {dt.name}; use an integer or float type")
 
 
 def bad_bands(meta: Any, bands: int) -> np.ndarray | None:

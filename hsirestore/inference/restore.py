@@ -45,8 +45,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from hsirestore.errors import InvalidValueError, ModelError, OptionError, ShapeError
+from hsirestore.errors import InvalidValueError, OptionError, ShapeError
 from hsirestore.inference.normalize import bad_bands, fill_bad_bands
+from hsirestore.io.common import equals_nodata
 from hsirestore.io.cube import Cube, CubeSink, CubeSource
 
 GROUP = 31
@@ -244,7 +245,8 @@ class Restorer:
     Args:
         model_name: registered restoration model (default "hsivar-compact").
         weights: checkpoint (safetensors export or a training last.pt); None: the shipped
-            file of the model (ModelError when it is missing).
+            file of the model (ModelError when it is missing). A file that records its
+            preset is built as that preset, whatever ``model_name`` says.
         device: auto | cpu | cuda | cuda:N.   amp: none | bf16 | fp16 | auto (CUDA only).
         tile, overlap: spatial tiling (pixels); tile None runs the whole image at once.
         temperature, top_k, seed: token sampling (temperature 0: deterministic argmax).
@@ -271,8 +273,6 @@ class Restorer:
             raise OptionError(f"--temperature must be a number >= 0; got {temperature}")
         if seed is not None and seed < 0:
             raise OptionError(f"--seed must be >= 0; got {seed}")
-        if top_k is not None and top_k < 1:
-            raise OptionError(f"--top-k must be >= 1; got {top_k}")
         if top_k is not None and top_k < 1:
             raise OptionError(f"--top-k must be >= 1; got {top_k}")
         if tile is not None and tile < 8:
@@ -302,44 +302,16 @@ class Restorer:
             self.model = self._load(self.model_name, weights)
             self.net = None
 
-    def _load(self, name: str, weights):
-        from hsirestore.registry import build_model, get_spec, list_models
-        from hsirestore.weights import load_into, load_state_dict, shipped_weights_path
+    def _load(self, name: str | None, weights):
+        """The model on the device, via :func:`hsirestore.weights.load_checkpoint` (a file
+        that records its preset is built as that preset); sets ``model_name``,
+        ``weights_path`` and the tile ``multiple``."""
+        from hsirestore.weights import load_model
 
-        spec = get_spec(name)
-        if spec.task != "restore":
-            raise ModelError(f"{name} is a {spec.task} model, not a restoration model")
-        if weights is None:
-            if spec.weights is None:
-                raise ModelError(f"{name} has no shipped weights; pass --weights FILE "
-                                 "(train them with 'hsirestore train hsivar')")
-            path = shipped_weights_path(spec.weights)
-        else:
-            path = Path(weights)
-        state, meta = load_state_dict(path)
-        cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-        if cfg and "latent_dim" not in cfg:  # a training config, not a model config
-            cfg = {}
-        if cfg and "residual" not in cfg:  # exported before the residual option existed
-            cfg = {**cfg, "residual": False}
-        run = meta.get("training_config")
-        restore_models = {m.name for m in list_models("restore")}
-        if not cfg and isinstance(run, dict):  # a training last.pt: its preset and overrides
-            cfg = dict(run.get("model_overrides") or {})
-            if run.get("preset") in restore_models and run["preset"] != name:
-                name = self.model_name = run["preset"]
-                spec = get_spec(name)
-        try:
-            model = build_model(name, **cfg)
-        except TypeError as e:
-            raise ModelError(f"{path}: its config does not fit {name}: {e}") from e
-        load_into(model, state)
-        self.multiple = spec.size_multiple
-        self.weights_path = path
-        named = meta.get("model")
-        if cfg and named != name and named in restore_models:
-            self.model_name = named  # the weights carry their own preset's config: report it
-        return model.eval().to(self.device)
+        model, ck = load_model(weights, "restore", name, DEFAULT_MODEL)
+        self.model_name, self.weights_path = ck.name, ck.path
+        self.multiple = model.size_multiple
+        return model.to(self.device)
 
     def describe(self) -> str:
         ens = " + flip ensemble" if self.ensemble else ""
@@ -522,11 +494,11 @@ class _KeepObserved:
         self.sink.write_window(r0, c0, np.where(hole, block, x).astype(np.float32, copy=False))
 
 
-def _is_nodata(x: np.ndarray, nodata: float | None) -> Any:
-    """bool array of values equal to ``nodata`` (False when there is no finite nodata)."""
-    if nodata is None or not np.isfinite(nodata):
-        return np.zeros(np.shape(x), bool)
-    return np.asarray(x) == np.float32(nodata)
+def _is_nodata(x: np.ndarray, nodata: float | None) -> np.ndarray:
+    """bool array (x's shape) of values equal to ``nodata`` (the test of
+    :func:`hsirestore.io.common.equals_nodata`); all False when there is no finite nodata."""
+    eq = equals_nodata(x, nodata)
+    return np.zeros(np.shape(x), bool) if eq is None else eq
 
 
 def _centre(x: np.ndarray, side: int) -> np.ndarray:

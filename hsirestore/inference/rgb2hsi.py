@@ -26,12 +26,12 @@ $HSIRESTORE_DATA or ../shared/data and a clear error says so when it is missing)
 values are clipped to 0; pixels with a saturated channel (>= 0.999) are left as predicted.
 It restores the full-resolution RGB detail that MCGA's half-resolution latents lose.
 
-Output: Cube (31, H, W), wavelengths 400..700 nm step 10.
+Output: Cube (31, H, W), wavelengths 400..700 nm step 10: the registered model's
+wavelengths (``ModelSpec.wavelengths``), or those stored with the baseline.
 """
 from __future__ import annotations
 
 import copy
-import time
 import warnings
 from pathlib import Path
 
@@ -40,6 +40,7 @@ import numpy as np
 from hsirestore.errors import FormatError, InvalidValueError, ModelError, OptionError, ShapeError
 from hsirestore.io.cube import Cube
 
+#: the band grid the camera-conversion fit samples spectra on (that of the 31-band models)
 WAVELENGTHS = np.arange(400.0, 701.0, 10.0)
 METHODS = ("mcga", "poly")
 DEFAULT_MODEL = "mcga-compact"
@@ -181,8 +182,8 @@ class RgbToHsi:
 
     Args:
         method: "mcga" (learned) or "poly" (root-polynomial baseline, numpy only).
-        model_name: registered MCGA variant (default: the one the --weights file names, else
-            "mcga-compact").
+        model_name: registered MCGA variant (default "mcga-compact"); a --weights file that
+            records its preset (and configuration) is built as that preset.
         weights: checkpoint (safetensors/torch) for MCGA or an .npz for the baseline;
             None: the shipped file (a ModelError names it when it is missing).
         device: auto | cpu | cuda | cuda:N.
@@ -195,7 +196,10 @@ class RgbToHsi:
         camera: camera response CSV of the input (converted to the NTIRE camera by a 3x3 map).
         consistency: project the output onto spectra that render exactly to the input RGB
             (see the module docstring; needs the camera's response).
-        tile, overlap: tiling for large photos (tile=None: whole image).
+        tile, overlap: tiling for large photos (tile=None: whole image); the overlap is
+            clamped to tile // 4 (tiles advance by at least 3/4 of a tile).
+
+    Attributes: ``model_name``, ``wavelengths`` (output band centres in nm, or None).
     """
 
     def __init__(self, model_name: str | None = None, weights=None, device: str = "auto",
@@ -213,16 +217,15 @@ class RgbToHsi:
             raise OptionError("--tta needs --method mcga (the baseline has no codebook)")
         self.method = method
         self.model_name = model_name or DEFAULT_MODEL
-        self._model_named = model_name is not None
         self.tta, self.tta_steps, self.tta_lr = bool(tta), int(tta_steps), float(tta_lr)
         self.srgb = srgb
         self.camera = Path(camera) if camera is not None else None
         if self.camera is not None and not self.camera.exists():
             raise OptionError(f"--camera {self.camera}: file not found")
         self.consistency = bool(consistency)
-        self._responses: dict = {}  # camera path (None: NTIRE) -> R (3, 31)
+        self._responses: dict = {}  # camera path (None: NTIRE) -> (wl, response (3, n))
         if self.consistency:
-            self._consistency_response()  # fail early when the response is missing
+            self._camera_response()  # fail early when the response is missing
         if tile is not None and tile < 16:
             raise OptionError(f"--tile must be 0 (whole image) or at least 16; got {tile}")
         if overlap < 0:
@@ -241,46 +244,30 @@ class RgbToHsi:
             from hsirestore.baselines import RootPolyModel, load_shipped_poly
 
             self.poly = RootPolyModel.load(weights) if weights is not None else load_shipped_poly()
+            self.wavelengths = _output_wavelengths(self.poly.wavelengths, self.poly.coef.shape[1])
         else:
             self._load_mcga(weights)
+        if self.consistency and self.wavelengths is None:
+            raise ModelError("--consistency needs the wavelengths of the model's bands; this "
+                             "model does not record them")
 
     def _load_mcga(self, weights) -> None:
+        """The MCGA model on the device via :func:`hsirestore.weights.load_checkpoint` (a file
+        that records its preset and configuration is built as that preset with it)."""
         from hsirestore.inference.device import resolve_device
-        from hsirestore.registry import build_model, get_spec, list_models
-        from hsirestore.weights import load_into, load_state_dict, shipped_weights_path
+        from hsirestore.registry import get_spec
+        from hsirestore.weights import load_model
 
-        spec = get_spec(self.model_name)
-        if spec.task != "rgb2hsi":
-            raise ModelError(f"model {self.model_name!r} is a {spec.task} model, not rgb2hsi")
-        if weights is None:
-            if spec.weights is None:
-                raise ModelError(f"model {self.model_name!r} has no shipped weights; pass --weights "
-                                 "FILE or use --method poly")
-            try:
-                weights = shipped_weights_path(spec.weights)
-            except ModelError:
-                raise ModelError(f"shipped MCGA weights {spec.weights!r} are missing (not trained "
-                                 "yet: 'hsirestore train mcga'); pass --weights FILE or use "
-                                 "--method poly") from None
-        state, meta = load_state_dict(weights)
-        if "model" in state and isinstance(state.get("model"), dict):  # training checkpoint
-            state = state["model"]
-        named = meta.get("model") if isinstance(meta, dict) else None
-        run = meta.get("training_config") if isinstance(meta, dict) else None
-        if named is None and isinstance(run, dict):
-            named = run.get("preset")
-        if not self._model_named and named in {m.name for m in list_models("rgb2hsi")}:
-            self.model_name, spec = named, get_spec(named)  # the weights name their preset
+        model, ck = load_model(weights, "rgb2hsi", self.model_name, DEFAULT_MODEL)
+        self.model_name, self.spec = ck.name, get_spec(ck.name)
         self.device = resolve_device(self.device_spec)
-        model = build_model(self.model_name)
-        load_into(model, state)
-        self.model = model.to(self.device).eval()
-        self.spec = spec
+        self.model = model.to(self.device)
+        self.wavelengths = _output_wavelengths(self.spec.wavelengths, model.bands)
 
-    def _consistency_response(self) -> np.ndarray:
-        """R (3, 31) of the input's camera: the --camera CSV, else the NTIRE 2022 response
-        (read once per camera)."""
-        from hsirestore.physics.rgb import load_camera_response, sample_response
+    def _camera_response(self) -> tuple[np.ndarray, np.ndarray]:
+        """(wl, response (3, n)) of the input's camera: the --camera CSV, else the NTIRE
+        2022 response (read once per camera)."""
+        from hsirestore.physics.rgb import load_camera_response
 
         cache = self._responses
         if self.camera in cache:
@@ -294,7 +281,7 @@ class RgbToHsi:
                 raise FormatError("--consistency needs the camera response: pass --camera FILE.csv, "
                                  "or set HSIRESTORE_DATA to the folder holding "
                                  "camera/ntire2022_rgb_qe.csv") from None
-        cache[self.camera] = sample_response(WAVELENGTHS, wl, resp)
+        cache[self.camera] = wl, resp
         return cache[self.camera]
 
     def describe(self) -> str:
@@ -310,13 +297,9 @@ class RgbToHsi:
         x, valid = check_rgb(rgb)
         return (srgb_to_linear(x) if self.srgb else x), valid
 
-    def prepare(self, rgb) -> tuple[np.ndarray, np.ndarray | None]:
-        """Checked, linearised, camera-converted (3, H, W) float32 and the valid mask."""
-        x, valid = self._linear(rgb)
-        return (convert_camera(x, self.camera) if self.camera is not None else x), valid
-
     def predict(self, rgb) -> Cube:
-        """rgb: Cube or array (3, H, W) in [0, 1] -> Cube (31, H, W), 400..700 nm."""
+        """rgb: Cube or array (3, H, W) in [0, 1] -> Cube (bands, H, W) at ``wavelengths``
+        (31 bands, 400..700 nm, for every model shipped or registered here)."""
         seen, valid = self._linear(rgb)  # the RGB the camera saw (before any conversion)
         x = convert_camera(seen, self.camera) if self.camera is not None else seen
         if self.method == "poly":
@@ -326,11 +309,16 @@ class RgbToHsi:
         else:
             out = self._predict_mcga(x, valid)
         if self.consistency:
-            out = project_to_rgb(out, seen, self._consistency_response())
+            from hsirestore.physics.rgb import sample_response
+
+            response = sample_response(self.wavelengths, *self._camera_response())  # R (3, bands)
+            out = project_to_rgb(out, seen, response)
         attrs = {"method": self.describe(), "input_space": "sRGB-linearised" if self.srgb else "linear"}
         if self.camera is not None:
             attrs["camera"] = str(self.camera)
-        return Cube(out.astype(np.float32), wavelengths=WAVELENGTHS.copy(), wavelength_units="nm",
+        wl = self.wavelengths
+        return Cube(out.astype(np.float32), wavelengths=None if wl is None else wl.copy(),
+                    wavelength_units=None if wl is None else "nm",
                     valid=None if valid is None else valid, attrs=attrs)
 
     def _predict_mcga(self, x: np.ndarray, valid) -> np.ndarray:
@@ -348,7 +336,7 @@ class RgbToHsi:
         runner = TiledPredictor(fn, tile=self.tile, overlap=self.overlap,
                                 multiple=model.size_multiple, batch_size=self.batch_size,
                                 device=self.device, amp="none" if self.tta else "auto",
-                                out_channels=31, progress=self.progress,
+                                out_channels=model.bands, progress=self.progress,
                                 enable_grad=self.tta)
         return runner.predict_array(x, valid=valid)
 
@@ -389,7 +377,10 @@ def tta_predict(model, x, steps: int, lr: float):
         model.train(was_training)
 
 
-def seconds_per_megapixel(fn, rgb: np.ndarray) -> float:
-    t0 = time.perf_counter()
-    fn(rgb)
-    return (time.perf_counter() - t0) / (rgb.shape[1] * rgb.shape[2] / 1e6)
+def _output_wavelengths(recorded, bands: int) -> np.ndarray | None:
+    """Band centres (nm) of a model's ``bands`` outputs: the ``recorded`` ones (registry
+    spec, baseline file) when they fit, else :data:`WAVELENGTHS` for 31 bands (the CAVE grid
+    every model here is trained on), else None (unknown)."""
+    if recorded is not None and len(recorded) == bands:
+        return np.asarray(recorded, np.float64)
+    return WAVELENGTHS.copy() if bands == len(WAVELENGTHS) else None

@@ -1,15 +1,14 @@
-"""Tile grids, blend windows and padding: pure numpy maths (no torch).
+"""Tile grids, blend weights and padding: pure numpy maths (no torch).
 
-A grid is a list of windows ``(r0, r1, c0, c1)`` (half-open) that cover every pixel. All tiles
-have the same size ``(min(tile_h, rows), min(tile_w, cols))``; along each axis the starts are
-spread evenly between 0 and ``n - tile`` so that neighbours overlap by at least ``overlap``
-pixels, the first tile starts at 0 and the last one is flush with the border.
+The tile grid is the product of two 1-D grids (:func:`axis_profiles`): along each axis,
+tiles of length ``min(tile, n)`` whose starts are spread evenly between 0 and ``n - tile`` so
+that neighbours overlap by at least ``overlap`` pixels; the first tile starts at 0 and the
+last one is flush with the border.
 
-Blending: each tile is weighted by a separable window (raised-cosine ramps of length
-``overlap`` on sides that touch a neighbour, exactly 1 elsewhere, no taper at image borders);
-accumulating ``w * tile`` and dividing by the accumulated ``w`` reproduces an identity model
-exactly. Because the grid is a product of two 1-D grids, the weight sum is the outer product of
-two 1-D sums (see :func:`axis_weight_sum`).
+Blending: tile (rows i, cols j) is weighted by the outer product of its two 1-D profiles
+(raised-cosine ramps of length ``overlap`` towards neighbours, exactly 1 elsewhere, no taper
+at image borders); accumulating ``w * tile`` and dividing by the accumulated weight (the
+outer product of the two :func:`axis_weight_sum`) reproduces an identity model exactly.
 """
 from __future__ import annotations
 
@@ -20,11 +19,9 @@ import numpy as np
 
 from hsirestore.errors import OptionError
 
-Window = tuple[int, int, int, int]
-
 __all__ = [
-    "Window", "axis_starts", "tile_grid", "ramp_profile", "blend_window", "axis_profiles",
-    "axis_weight_sum", "pad_to_multiple", "reflect_pad",
+    "axis_starts", "ramp_profile", "axis_profiles", "axis_weight_sum", "pad_to_multiple",
+    "reflect_pad",
 ]
 
 
@@ -58,17 +55,6 @@ def axis_starts(n: int, tile: int, overlap: int) -> list[int]:
     return starts
 
 
-def tile_grid(rows: int, cols: int, tile: int | Sequence[int] = 256,
-              overlap: int | Sequence[int] = 32) -> list[Window]:
-    """Windows (r0, r1, c0, c1) in raster order covering a rows x cols image."""
-    th, tw = _pair(tile, "tile")
-    oh, ow = _pair(overlap, "overlap")
-    rs = axis_starts(rows, th, oh)
-    cs = axis_starts(cols, tw, ow)
-    h, w = min(th, rows), min(tw, cols)
-    return [(r, r + h, c, c + w) for r in rs for c in cs]
-
-
 def ramp_profile(n: int, lead: int, trail: int) -> np.ndarray:
     """1-D weights (float64, length n): raised-cosine rise over ``lead`` samples, fall over
     ``trail`` samples, 1 in between. Every weight is > 0."""
@@ -84,21 +70,6 @@ def ramp_profile(n: int, lead: int, trail: int) -> np.ndarray:
         else:
             p[:length] *= ramp
     return p
-
-
-def blend_window(h: int, w: int, overlap: int | Sequence[int],
-                 edges: Sequence[bool] = (True, True, True, True)) -> np.ndarray:
-    """Blend weights, float32 (h, w).
-
-    ``edges`` = (top, bottom, left, right): True where that side lies on the image border
-    (no taper); False where it touches a neighbouring tile (raised-cosine ramp over
-    ``overlap`` pixels). Exactly 1 away from the ramps, strictly positive everywhere.
-    """
-    oh, ow = _pair(overlap, "overlap")
-    top, bottom, left, right = (bool(e) for e in edges)
-    pr = ramp_profile(h, 0 if top else oh, 0 if bottom else oh)
-    pc = ramp_profile(w, 0 if left else ow, 0 if right else ow)
-    return np.outer(pr, pc).astype(np.float32)
 
 
 def axis_profiles(n: int, tile: int, overlap: int) -> list[tuple[int, int, np.ndarray]]:

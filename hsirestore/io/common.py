@@ -8,11 +8,22 @@ from hsirestore.errors import AmbiguousInputError, FormatError
 LAYOUTS = ("bands-first", "bands-last")
 
 
+def equals_nodata(data: np.ndarray, nodata: float | None) -> np.ndarray | None:
+    """bool array (``data``'s shape): entries equal to ``nodata``, compared in the data's
+    precision (a float32 cube holds float32(nodata)); None when there is no finite nodata.
+    The one nodata test of the package (readers, normalisation, restoration)."""
+    if nodata is None or not np.isfinite(nodata):
+        return None
+    data = np.asarray(data)
+    return data == (data.dtype.type(nodata) if data.dtype.kind == "f" else nodata)
+
+
 def valid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray | None:
     """(rows, cols) bool: True where every band is finite and not ``nodata``; None if all."""
     bad = ~np.isfinite(data).all(axis=0)
-    if nodata is not None and np.isfinite(nodata):
-        bad |= (data == np.float32(nodata)).all(axis=0)
+    eq = equals_nodata(data, nodata)
+    if eq is not None:
+        bad |= eq.all(axis=0)
     return None if not bad.any() else ~bad
 
 

@@ -293,7 +293,8 @@ class NextScaleTransformer(nn.Module):
 
 class HSIVAR(nn.Module):
     """The full model (see the module docstring). ``forward(lq, types)`` restores:
-    lq (N, B, P, P) with P a multiple of ``down``, types (N, T) 0/1 -> (N, B, P, P)."""
+    lq (N, B, P, P) with P a multiple of ``size_multiple`` (= ``down``, the encoder's total
+    downsampling), types (N, T) 0/1 -> (N, B, P, P)."""
 
     def __init__(self, bands: int = 31, width: int = 32, mults: tuple[int, ...] = (1, 2, 2),
                  blocks: int = 1, latent_dim: int = 16, codebook_size: int = 512,
@@ -305,6 +306,7 @@ class HSIVAR(nn.Module):
         mults = tuple(mults)
         self.residual = bool(residual)
         self.bands, self.down, self.num_types = bands, 2 ** (len(mults) - 1), num_types
+        self.size_multiple = self.down  # spatial sizes the model takes (predictors pad to it)
         self.encoder = Encoder(bands, width, mults, blocks, latent_dim)
         self.quantizer = MultiScaleResidualQuantizer(latent_dim, codebook_size, tuple(scales), beta)
         self.decoder = Decoder(bands, width, mults, blocks, latent_dim, dec_heads)

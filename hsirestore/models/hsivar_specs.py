@@ -1,7 +1,8 @@
 """Registered HSI-VAR variants (spec only: no torch import here).
 
 All take 31-band cubes normalised to about [0, 1] (other band counts are handled by the
-predictor with overlapping 31-band groups, see hsirestore.inference.restore).
+predictor with overlapping 31-band groups, see hsirestore.inference.restore); the output
+keeps the input's bands, so no spec sets ``wavelengths``.
 ``scales`` are token-map sides at the reference latent side ``scales[-1]`` (a training patch
 of ``scales[-1] * down`` pixels); other tile sizes scale them proportionally.
 
@@ -20,7 +21,6 @@ from hsirestore.registry import ModelSpec, register_model
 
 _REF = ("Wang, Sun, Liu, Zeng, Chen, Su, Liu, HSI-VAR: Rethinking Hyperspectral Restoration "
         "through Spatial-Spectral Visual Autoregression, arXiv:2602.00749 (implemented from the paper)")
-_WL = tuple(float(w) for w in range(400, 701, 10))
 
 register_model(ModelSpec(
     name="hsivar",
@@ -30,7 +30,7 @@ register_model(ModelSpec(
                 codebook_size=4096, scales=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16), beta=0.25,
                 dec_heads=8, tf_width=1024, tf_depth=16, tf_heads=16, mlp_ratio=4.0,
                 deg_dim=64, num_types=12),
-    bands=31, wavelengths=_WL, size_multiple=8, weights=None,
+    bands=31, size_multiple=8, weights=None,
     description="published-scale configuration (GPU; about 0.25 G parameters); no shipped weights",
     reference=_REF,
 ))
@@ -43,7 +43,7 @@ register_model(ModelSpec(
                 codebook_size=512, scales=(1, 2, 3, 4, 6, 8, 12, 16), beta=0.25,
                 dec_heads=2, tf_width=128, tf_depth=4, tf_heads=4, mlp_ratio=4.0,
                 deg_dim=32, num_types=12),
-    bands=31, wavelengths=_WL, size_multiple=4, weights="hsivar-compact.safetensors",
+    bands=31, size_multiple=4, weights="hsivar-compact.safetensors",
     description="compact preset trained on CAVE on 2 CPU cores (1.7 M parameters; shipped weights)",
     reference=_REF,
 ))
@@ -55,7 +55,7 @@ register_model(ModelSpec(
     config=dict(bands=31, width=8, mults=(1, 2, 2), blocks=1, latent_dim=8,
                 codebook_size=32, scales=(1, 2, 4), beta=0.25, dec_heads=1, tf_width=32,
                 tf_depth=1, tf_heads=2, mlp_ratio=2.0, deg_dim=8, num_types=12),
-    bands=31, wavelengths=_WL, size_multiple=4, weights=None,
+    bands=31, size_multiple=4, weights=None,
     description="test configuration (untrained)",
     reference=_REF,
 ))

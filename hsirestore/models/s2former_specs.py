@@ -34,7 +34,7 @@ register_model(ModelSpec(
     builder="hsirestore.models.s2former:build_s2former",
     config=dict(in_chans=28, embed_dim=20, depths=(1,), num_heads=(2,), window_size=8,
                 mlp_ratio=1.0, spe_dim_head=10, mask_norm="channel"),
-    bands=28, size_multiple=8, weights=None,
+    bands=28, wavelengths=CASSI_WAVELENGTHS_28, size_multiple=8, weights=None,
     description="test configuration (untrained)",
     reference=_REF,
 ))
