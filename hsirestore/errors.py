@@ -44,6 +44,10 @@ class OptionError(HsiRestoreError, ValueError):
     exit_code = 2
 
 
+class UnknownModelError(ModelError, OptionError):
+    """A model name that is not registered (--model, --preset): a usage error (exit 2)."""
+
+
 def first_line(e: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (its type name when empty), at most
     ``limit`` characters: third-party errors often carry paragraphs of advice."""

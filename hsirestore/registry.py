@@ -9,7 +9,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from hsirestore.errors import ModelError, first_line
+from hsirestore.errors import ModelError, UnknownModelError, first_line
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def get_spec(name: str) -> ModelSpec:
         return _REGISTRY[name]
     except KeyError:
         valid = ", ".join(sorted(_REGISTRY)) or "(none)"
-        raise ModelError(f"unknown model {name!r}; valid models: {valid}") from None
+        raise UnknownModelError(f"unknown model {name!r}; valid models: {valid}") from None
 
 
 def build_model(name: str, **overrides: Any):

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from hsirestore.errors import FormatError, InvalidValueError, ModelError, OptionError, ShapeError
-from hsirestore.inference.rgb2hsi import (WAVELENGTHS, RgbToHsi, camera_conversion_matrix,
-                                          spectral_library, srgb_to_linear)
+from hsirestore.inference.camera import fit_camera_matrix, spectral_library
+from hsirestore.inference.rgb2hsi import WAVELENGTHS, RgbToHsi, srgb_to_linear
 from hsirestore.io.cube import Cube
 
 
@@ -49,15 +49,21 @@ def test_bad_inputs_raise_typed_errors(tmp_path, monkeypatch):
         RgbToHsi(method="mcga", model_name="mcga-huge")
 
 
-def test_srgb_curve_and_camera_matrix_identity():
+def test_srgb_curve_and_camera_matrix():
     assert srgb_to_linear(np.array([0.0, 1.0]))[1] == pytest.approx(1.0)
     assert srgb_to_linear(np.array([0.5]))[0] == pytest.approx(0.214, abs=1e-3)
     lib = spectral_library()
     assert lib.shape[1] == 31 and len(lib) > 100
+    # the fit makes the reconstruction re-render to the camera's RGB: with a linear
+    # reconstruction B (31 x 3) that is M = (R_C B)^-1; here R_C B = diag(2, 0.5, 1)
+    from hsirestore.inference.camera import render_spectra
+
     wl = WAVELENGTHS
     resp = np.stack([np.exp(-((wl - c) / 40) ** 2) for c in (600, 540, 460)])
-    m = camera_conversion_matrix(wl, resp, wl, resp)
-    np.testing.assert_allclose(m, np.eye(3), atol=1e-6)
+    render = render_spectra(np.eye(31), wl, wl, resp)
+    b = np.linalg.pinv(render) @ np.diag([2.0, 0.5, 1.0])
+    m = fit_camera_matrix(wl, resp, reconstruct=lambda rgb: b @ rgb)
+    np.testing.assert_allclose(m, np.diag([0.5, 2.0, 1.0]), atol=1e-5)
 
 
 @pytest.fixture
@@ -156,11 +162,8 @@ def test_consistency_projection_renders_back_to_the_input(tmp_path, monkeypatch)
 
     cam = _camera_csv(tmp_path)
     wl, resp = load_camera_response(cam)
-    # --camera converts into the NTIRE camera's space: a synthetic stand-in for that file
-    data = tmp_path / "data"
-    (data / "camera").mkdir(parents=True)
-    (data / "camera" / "ntire2022_rgb_qe.csv").write_text(cam.read_text())
-    monkeypatch.setenv("HSIRESTORE_DATA", str(data))
+    # --camera needs no NTIRE file (the mapping is fitted with the shipped baseline)
+    monkeypatch.setenv("HSIRESTORE_DATA", str(tmp_path / "none"))
     rgb = _rgb() * 0.8
     rgb[:, 0, 0] = (1.0, 0.5, 0.2)  # saturated red channel: left as predicted
     plain = RgbToHsi(method="poly", camera=cam).predict(rgb).data
@@ -243,3 +246,23 @@ def test_relative_error_loss_weighs_dark_pixels_more():
     assert float(dark) == pytest.approx(0.5 * 0.02 / 0.06, rel=1e-5)
     assert float(bright) == pytest.approx(0.5 * 0.02 / 0.51, rel=1e-5)
     assert float(relative_error(ref, ref)) == 0.0
+
+
+def test_camera_cie_recovers_render_rgb_default_images(tmp_path, monkeypatch):
+    """render-rgb's default camera (cie) fed to rgb2hsi --camera cie: the mapping makes the
+    baseline's spectra far closer than reading the image as NTIRE-camera RGB (11 dB in a
+    user's round trip), and it needs no data files."""
+    from hsirestore.physics.rgb import render_rgb
+
+    monkeypatch.setenv("HSIRESTORE_DATA", str(tmp_path / "none"))
+    lib = spectral_library()[:96]  # ColorChecker-like reflectances
+    cube = lib.T.reshape(31, 8, 12).astype(np.float32)
+    rgb = render_rgb(cube, WAVELENGTHS, None, None)  # the built-in CIE response
+    err = {}
+    for cam in (None, "cie"):
+        out = RgbToHsi(method="poly", camera=cam).predict(rgb).data
+        err[cam] = float(np.mean(np.abs(out - cube)))
+    assert err["cie"] < 0.6 * err[None]
+    with pytest.raises(OptionError, match="file not found"):
+        RgbToHsi(method="poly", camera=str(tmp_path / "nope.csv"))
+    assert RgbToHsi(method="poly", camera="ntire").predict(rgb).data.shape == (31, 8, 12)

@@ -21,6 +21,9 @@ centres and scaled so that a white of value 1 in every band gives 1 in green; th
 linear RGB clipped to [0, 1] (--gamma applies the sRGB transfer curve for viewing), written
 with --bits 8 or 16 per channel (16 bits: PNG or TIFF). Invalid pixels are black.
 
+To reconstruct a cube from the image with rgb2hsi, give rgb2hsi the same --camera (it maps
+other cameras into its training camera, NTIRE) and --srgb if you used --gamma.
+
 \b
 Examples:
   hsirestore render-rgb scene.h5 scene.png --gamma
@@ -50,8 +53,8 @@ def render_rgb_cmd(
     from hsirestore.io import read_cube, write_rgb
     from hsirestore.cli.common import refuse_overwriting_inputs
     from hsirestore.io.atomic import check_writable
-    from hsirestore.physics.rgb import (default_camera_path, load_camera_response, render_rgb,
-                                        wavelengths_nm)
+    from hsirestore.inference.camera import camera_response, resolve_camera
+    from hsirestore.physics.rgb import default_camera_path, render_rgb, wavelengths_nm
 
     if bits not in (8, 16):
         raise OptionError(f"--bits must be 8 or 16; got {bits}")
@@ -60,20 +63,13 @@ def render_rgb_cmd(
         raise OptionError(f"{output}: the output must be .png, .jpg or .tif")
     if bits == 16 and suffix in (".jpg", ".jpeg"):
         raise OptionError("JPEG holds 8 bits per channel; use .png or .tif for --bits 16")
-    name = camera.strip()
-    if name.lower() == "cie":
-        rwl = resp = None
-        camera_label = "CIE 1931 -> linear sRGB (built-in)"
-    elif name.lower() == "ntire":
-        path = default_camera_path()
-        if path is None:
-            raise FormatError("--camera ntire: ntire2022_rgb_qe.csv was not found in the shared "
-                              "data folder; set HSIRESTORE_DATA or pass the CSV file")
-        rwl, resp = load_camera_response(path)
-        camera_label = str(path)
-    else:
-        rwl, resp = load_camera_response(Path(name))
-        camera_label = name
+    kind, path = resolve_camera(camera)
+    try:
+        rwl, resp = camera_response(camera)
+    except FormatError as e:
+        raise FormatError(f"--camera {camera}: {e}") from None
+    camera_label = {"cie": "CIE 1931 -> linear sRGB (built-in)",
+                    "ntire": str(default_camera_path())}.get(kind, str(path))
     refuse_overwriting_inputs([cube], [output])
     check_writable([output], force)
     c = read_cube(cube, var=var, layout=check_layout(layout))

@@ -44,9 +44,10 @@ from RGB images.
 
 Input: PNG/JPEG/TIFF, 8 or 16 bit (divided by 255 or 65535), EXIF orientation applied.
 The models expect LINEAR camera RGB (as rendered through the NTIRE 2022 camera response);
-pass --srgb for ordinary gamma-encoded photos. --camera CSV converts RGB from another
-camera into the NTIRE camera's space (a 3x3 map fitted on colour-science reflectances) before
-the model runs. Output values are reflectance-like on the input's scale (white -> about 1).
+pass --srgb for ordinary gamma-encoded photos. --camera converts RGB from another camera
+(a response CSV, or 'cie': the built-in response render-rgb uses by default) into the
+training camera's space before the model runs (a 3x3 map fitted on colour-science
+reflectances; no extra data needed). Output values are reflectance-like on the input's scale (white -> about 1).
 
 Methods: mcga (learned; needs shipped or --weights checkpoints) or poly (root-polynomial
 regression baseline, shipped).
@@ -63,6 +64,8 @@ Examples:
   hsirestore rgb2hsi photo.png -o cube.tif --method poly --preview
   hsirestore rgb2hsi photo.jpg --srgb -o cube.h5 --tta --tta-steps 5
   hsirestore rgb2hsi photos/ -o cubes/ --method poly --summary cubes/summary.jsonl
+  hsirestore rgb2hsi canon.png --camera Canon_60D.csv --consistency -o cube.h5
+  hsirestore rgb2hsi rendered.png --camera cie -o cube.h5   # from `render-rgb` (default camera)
 """)
 def rgb2hsi(
     inputs: list[Path] = typer.Argument(..., help="RGB images or folders of images."),
@@ -76,9 +79,11 @@ def rgb2hsi(
     tta_steps: int = typer.Option(None, help="With --tta: optimisation steps per image (tile); "
                                   "default 5."),
     tta_lr: float = typer.Option(None, help="With --tta: learning rate (Adam); default 1e-4."),
-    camera: Path = typer.Option(None, help="Camera response CSV of the input (R, G, B columns)."),
+    camera: str = typer.Option(None, help="The input's camera: a response CSV (R, G, B columns), "
+                               "'cie' (render-rgb's default) or 'ntire' (the training camera, "
+                               "the default)."),
     consistency: bool = typer.Option(False, help="Make every output spectrum render exactly to the "
-                                     "input RGB through the camera response (needs --camera or "
+                                     "input RGB through the camera response (needs --camera, or "
                                      "the NTIRE response in HSIRESTORE_DATA)."),
     srgb: bool = typer.Option(False, help="Input is gamma-encoded sRGB: linearise it first."),
     fmt: str = typer.Option("h5", "--format", help="Output format when the output is named for "

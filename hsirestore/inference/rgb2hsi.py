@@ -8,20 +8,22 @@ gives G = 1 comes out near 1 in every band. Gamma-encoded photos (ordinary JPEG/
 phone) should be linearised first: ``srgb=True`` (``--srgb``) applies the inverse sRGB
 transfer curve.
 
-``camera``: the response (CSV, see :func:`hsirestore.physics.rgb.load_camera_response`) of
-the camera that took the photo. The input is then mapped into the NTIRE camera's RGB space
-by a 3x3 linear matrix fitted by least squares on a spectral library (the ColorChecker and
-ISO 17321-1 reflectances shipped with colour-science, under illuminants D65, D50, A, F2, F11
-and E) rendered through both cameras; the model itself is unchanged. This applies to MCGA
-and to the baseline alike; with training cubes at hand the baseline can instead be refit
-for that camera (:func:`hsirestore.baselines.fit_root_poly`).
+``camera``: the camera that took the photo: a response CSV (see
+:func:`hsirestore.physics.rgb.load_camera_response`), ``"cie"`` (the built-in CIE 1931 ->
+linear sRGB response, what ``render-rgb`` renders with by default) or ``"ntire"`` (the
+training camera). The input is mapped into the training camera's RGB space by a 3x3 matrix
+fitted on a spectral library without the NTIRE response (:mod:`hsirestore.inference.camera`);
+the model itself is unchanged. This applies to MCGA and to the baseline alike; with training
+cubes at hand the baseline can instead be refit for that camera
+(:func:`hsirestore.baselines.fit_root_poly`).
 
 ``consistency`` (``--consistency``, off by default): physically plausible spectra (Lin and
 Finlayson, "Physically plausible spectral reconstruction", Sensors 2020): every output
 spectrum s is replaced by s + R^T (R R^T)^-1 (rgb - R s), the nearest spectrum (least
 squares) that renders exactly to the input RGB through the camera response R (3 x 31,
 :func:`hsirestore.physics.rgb.sample_response`; the ``camera`` CSV and the original RGB when
-given, else the NTIRE 2022 response, which is not shipped (GPL-3.0 data): it is looked up in
+given (a CSV or the built-in ``cie``), else the NTIRE 2022 response, which is not shipped
+(GPL-3.0 data): it is looked up in
 $HSIRESTORE_DATA or ../shared/data and a clear error says so when it is missing). Negative
 values are clipped to 0; pixels with a saturated channel (>= 0.999) are left as predicted.
 It restores the full-resolution RGB detail that MCGA's half-resolution latents lose.
@@ -32,19 +34,16 @@ wavelengths (``ModelSpec.wavelengths``), or those stored with the baseline.
 from __future__ import annotations
 
 import copy
-import warnings
-from pathlib import Path
 
 import numpy as np
 
 from hsirestore.errors import FormatError, InvalidValueError, ModelError, OptionError, ShapeError
 from hsirestore.io.cube import Cube
 
-#: the band grid the camera-conversion fit samples spectra on (that of the 31-band models)
-WAVELENGTHS = np.arange(400.0, 701.0, 10.0)
+from hsirestore.inference.camera import WAVELENGTHS, camera_response, convert_camera, resolve_camera
+
 METHODS = ("mcga", "poly")
 DEFAULT_MODEL = "mcga-compact"
-LIBRARY_ILLUMINANTS = ("D65", "D50", "A", "FL2", "FL11", "E")
 
 
 # ---------------------------------------------------------------------- numpy helpers
@@ -52,79 +51,6 @@ def srgb_to_linear(x: np.ndarray) -> np.ndarray:
     """Inverse sRGB transfer curve (IEC 61966-2-1) on values in [0, 1]."""
     x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
     return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def spectral_library(wavelengths=WAVELENGTHS, illuminants=LIBRARY_ILLUMINANTS) -> np.ndarray:
-    """Reflectances x illuminants from colour-science (BSD-3), sampled at ``wavelengths``.
-
-    Returns (n_spectra, bands) float64: every ColorChecker (BabelColor average, N Ohta),
-    ISO 17321-1 and PMC reflectance times every illuminant, each illuminant normalised to a
-    maximum of 1 over the range; plus the bare reflectances.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import colour
-
-    wl = np.asarray(wavelengths, np.float64)
-    refl = []
-    for name in ("BabelColor Average", "ColorChecker N Ohta", "ISO 17321-1", "PMC"):
-        if name not in colour.SDS_COLOURCHECKERS:
-            continue
-        for sd in colour.SDS_COLOURCHECKERS[name].values():
-            refl.append(np.interp(wl, np.asarray(sd.wavelengths), np.asarray(sd.values)))
-    refl = np.clip(np.asarray(refl), 0.0, 1.0)
-    out = [refl]
-    for ill in illuminants:
-        sd = colour.SDS_ILLUMINANTS.get(ill)
-        if sd is None:
-            continue
-        e = np.interp(wl, np.asarray(sd.wavelengths), np.asarray(sd.values))
-        out.append(refl * (e / e.max())[None])
-    return np.concatenate(out)
-
-
-def _render_spectra(spectra: np.ndarray, wl: np.ndarray, resp_wl, resp) -> np.ndarray:
-    """spectra (N, B) -> rgb (3, N) through a response, with render_rgb's normalisation."""
-    from hsirestore.physics.rgb import render_rgb
-
-    return render_rgb(spectra.T[:, :, None].astype(np.float32), wl, resp_wl, resp,
-                      clip=False)[:, :, 0].astype(np.float64)
-
-
-def camera_conversion_matrix(cam_wl, cam_resp, ref_wl, ref_resp) -> np.ndarray:
-    """3x3 M with rgb_ref ~= M @ rgb_cam, least squares over :func:`spectral_library`."""
-    spectra = spectral_library()
-    src = _render_spectra(spectra, WAVELENGTHS, cam_wl, cam_resp)
-    dst = _render_spectra(spectra, WAVELENGTHS, ref_wl, ref_resp)
-    m, *_ = np.linalg.lstsq(src.T, dst.T, rcond=None)
-    return m.T
-
-
-def reference_response():
-    """(wl, response (3, n)) of the NTIRE 2022 camera the models were trained for."""
-    from hsirestore.physics.rgb import default_camera_path, load_camera_response
-
-    path = default_camera_path()
-    if path is None:
-        raise FormatError("the NTIRE 2022 camera response (ntire2022_rgb_qe.csv) is needed for "
-                         "--camera but was not found; set HSIRESTORE_DATA to the data folder")
-    return load_camera_response(path)
-
-
-_CAMERA_CACHE: dict = {}
-
-
-def convert_camera(rgb: np.ndarray, camera_csv) -> np.ndarray:
-    """rgb (3, H, W) from the camera in ``camera_csv`` -> NTIRE-camera rgb (3, H, W), >= 0."""
-    from hsirestore.physics.rgb import load_camera_response
-
-    key = (str(Path(camera_csv).resolve()), Path(camera_csv).stat().st_mtime)
-    m = _CAMERA_CACHE.get(key)
-    if m is None:
-        cwl, cresp = load_camera_response(camera_csv)
-        rwl, rresp = reference_response()
-        m = _CAMERA_CACHE[key] = camera_conversion_matrix(cwl, cresp, rwl, rresp).astype(np.float32)
-    return np.clip(np.tensordot(m, rgb, axes=(1, 0)), 0.0, None).astype(np.float32)
 
 
 def consistency_projector(response: np.ndarray) -> np.ndarray:
@@ -193,7 +119,8 @@ class RgbToHsi:
             updating only the grayscale-aware (GA) parameters; the original weights are
             restored afterwards, so an image's result never depends on earlier images.
         srgb: linearise gamma-encoded (sRGB) input first.
-        camera: camera response CSV of the input (converted to the NTIRE camera by a 3x3 map).
+        camera: the input's camera: a response CSV, "cie" or "ntire" (mapped into the training
+            camera by a 3x3 matrix; see :mod:`hsirestore.inference.camera`).
         consistency: project the output onto spectra that render exactly to the input RGB
             (see the module docstring; needs the camera's response).
         tile, overlap: tiling for large photos (tile=None: whole image); the overlap is
@@ -219,11 +146,11 @@ class RgbToHsi:
         self.model_name = model_name or DEFAULT_MODEL
         self.tta, self.tta_steps, self.tta_lr = bool(tta), int(tta_steps), float(tta_lr)
         self.srgb = srgb
-        self.camera = Path(camera) if camera is not None else None
-        if self.camera is not None and not self.camera.exists():
-            raise OptionError(f"--camera {self.camera}: file not found")
+        self.camera = None if camera is None else str(camera)
+        if self.camera is not None:
+            resolve_camera(self.camera)  # OptionError for a missing file
         self.consistency = bool(consistency)
-        self._responses: dict = {}  # camera path (None: NTIRE) -> (wl, response (3, n))
+        self._responses: dict = {}  # camera (None: NTIRE) -> (wl, response (3, n))
         if self.consistency:
             self._camera_response()  # fail early when the response is missing
         if tile is not None and tile < 16:
@@ -265,22 +192,17 @@ class RgbToHsi:
         self.wavelengths = _output_wavelengths(self.spec.wavelengths, model.bands)
 
     def _camera_response(self) -> tuple[np.ndarray, np.ndarray]:
-        """(wl, response (3, n)) of the input's camera: the --camera CSV, else the NTIRE
-        2022 response (read once per camera)."""
-        from hsirestore.physics.rgb import load_camera_response
-
+        """(wl, response (3, n)) of the input's camera: --camera (a CSV; (None, None) for the
+        built-in ``cie``), else the NTIRE 2022 response (read once per camera)."""
         cache = self._responses
         if self.camera in cache:
             return cache[self.camera]
-        if self.camera is not None:
-            wl, resp = load_camera_response(self.camera)
-        else:
-            try:
-                wl, resp = reference_response()
-            except FormatError:
-                raise FormatError("--consistency needs the camera response: pass --camera FILE.csv, "
-                                 "or set HSIRESTORE_DATA to the folder holding "
-                                 "camera/ntire2022_rgb_qe.csv") from None
+        try:
+            wl, resp = camera_response(self.camera if self.camera is not None else "ntire")
+        except FormatError:
+            raise FormatError("--consistency needs the camera response: pass --camera FILE.csv "
+                              "(or cie), or set HSIRESTORE_DATA to the folder holding "
+                              "camera/ntire2022_rgb_qe.csv") from None
         cache[self.camera] = wl, resp
         return cache[self.camera]
 
@@ -315,7 +237,7 @@ class RgbToHsi:
             out = project_to_rgb(out, seen, response)
         attrs = {"method": self.describe(), "input_space": "sRGB-linearised" if self.srgb else "linear"}
         if self.camera is not None:
-            attrs["camera"] = str(self.camera)
+            attrs["camera"] = self.camera
         wl = self.wavelengths
         return Cube(out.astype(np.float32), wavelengths=None if wl is None else wl.copy(),
                     wavelength_units=None if wl is None else "nm",

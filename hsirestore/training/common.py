@@ -80,10 +80,17 @@ def check_lr(lr: float) -> None:
 
 
 def check_task(preset: str, task: str) -> None:
-    """ModelError when ``preset`` is registered for another task than ``task``."""
-    from hsirestore.registry import get_spec
+    """ModelError when ``preset`` is registered for another task than ``task``; an unknown
+    preset lists this task's presets (a usage error, exit 2)."""
+    from hsirestore.errors import UnknownModelError
+    from hsirestore.registry import get_spec, list_models
 
-    spec = get_spec(preset)
+    try:
+        spec = get_spec(preset)
+    except UnknownModelError:
+        names = ", ".join(m.name for m in list_models(task)) or "(none)"
+        kind = TASK_NAMES.get(task, task).split(" ", 1)[-1]  # without "a"/"an"
+        raise UnknownModelError(f"unknown preset {preset!r}; the {kind} presets are: {names}") from None
     if spec.task != task:
         raise ModelError(f"{preset} is {TASK_NAMES.get(spec.task, 'a ' + spec.task)} model, not "
                          f"{TASK_NAMES.get(task, 'a ' + task)} preset (see 'hsirestore models')")

@@ -5,7 +5,7 @@ Sources (one codebook set each, order = source index):
   1. Synthetic mosaic scenes from the reflectance spectra shipped with colour-science
      (BSD-3-Clause): ColorChecker (BabelColor average, N Ohta), ISO 17321-1 and PMC
      reflectances, times the illuminants D65, D50, A, FL2, FL11 and E
-     (:func:`hsirestore.inference.rgb2hsi.spectral_library`), laid out as random rectangles
+     (:func:`hsirestore.inference.camera.spectral_library`), laid out as random rectangles
      over a background with a smooth shading ramp.
 
 Stage 1: random patch from a source (alternating), random band masking (31 -> 16 kept),
@@ -92,7 +92,7 @@ class SyntheticSpectra:
     """Mosaic scenes from the colour-science spectral library: (31, p, p) float32 in [0, 1]."""
 
     def __init__(self, seed: int = 0):
-        from hsirestore.inference.rgb2hsi import spectral_library
+        from hsirestore.inference.camera import spectral_library
 
         lib = spectral_library(WAVELENGTHS)
         self.spectra = (lib / max(lib.max(), 1e-6)).astype(np.float32)
