@@ -83,8 +83,12 @@ def test_degradation_choice_explicit_auto_and_errors():
     assert r.last_info["degradation"] == "noise" and 15 < r.last_info["sigma_255"] < 25
     np.testing.assert_array_equal(got[-1], types_vector(["noise"]))
     clean = _smooth(31, 64, 64, grain=0.0)
-    r.restore(clean, "auto")
-    assert r.last_info["degradation"] == "generic" and got[-1].sum() == 0
+    calls = len(got)
+    out = r.restore(clean, "auto")  # nothing detected: returned unchanged, the model not run
+    assert r.last_info["degradation"] == "none" and r.last_info["unchanged"] and len(got) == calls
+    np.testing.assert_array_equal(out.data, clean)
+    r.restore(clean, "generic")  # asked for: the base embedding alone
+    assert r.last_info["degradation"] == "generic" and got[-1].sum() == 0 and len(got) > calls
     clean[5] = 0
     names, info = auto_degradation(clean)
     assert names == ["band-missing"] and info["missing_bands"] == [5]

@@ -102,3 +102,22 @@ def test_option_checks(tmp_path):
     r = runner.invoke(app, ["cassi", str(tmp_path / "a.h5"), "--mask", str(tmp_path / "a.h5"),
                             "--spectra", "1,1"])
     assert r.exit_code == 2 and "--spectra needs --preview" in r.stderr
+
+
+def test_denoise_auto_leaves_a_clean_cube_unchanged(tmp_path, hsivar_tiny_weights):
+    """-d auto on a clean cube: written unchanged with a warning (the model made a clean
+    CAVE crop 28 dB), in memory and streamed; naming a degradation still runs the model."""
+    r0, c0 = np.mgrid[0:24, 0:24] / 24.0
+    x = (0.3 + 0.2 * np.sin(3 * r0 + 2 * c0 + np.linspace(0, 2, 31)[:, None, None])).astype(np.float32)
+    write_cube(Cube(x, wavelengths=np.arange(400, 701, 10.0)), tmp_path / "c.h5")
+    common = ["--model", "hsivar-tiny", "--weights", str(hsivar_tiny_weights), "--device", "cpu"]
+    for extra, name in (([], "o.h5"), (["--stream"], "s.h5")):
+        r = runner.invoke(app, ["denoise", str(tmp_path / "c.h5"), "-o", str(tmp_path / name)]
+                          + common + extra)
+        assert r.exit_code == 0, r.output
+        assert "written unchanged" in r.stderr and "written unchanged" in r.stdout
+        np.testing.assert_array_equal(read_cube(tmp_path / name).data, x)
+    r = runner.invoke(app, ["denoise", str(tmp_path / "c.h5"), "-o", str(tmp_path / "g.h5"),
+                            "-d", "generic"] + common)
+    assert r.exit_code == 0 and "unchanged" not in r.stderr
+    assert not np.array_equal(read_cube(tmp_path / "g.h5").data, x)

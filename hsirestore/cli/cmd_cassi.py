@@ -7,11 +7,8 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import SPECTRA_HELP, _err, command, parse_pixels, run_jobs
-
-
-MEAS_SUFFIXES = (".mat", ".h5", ".hdf5", ".he5", ".tif", ".tiff", ".hdr")
-FORMATS = ("h5", "tif", "mat", "hdr")
+from hsirestore.cli.common import (DEVICE_HELP, FORMAT_HELP, SPECTRA_HELP, THREADS_HELP, _err,
+                                   command, expand_inputs, parse_pixels, run_jobs)
 
 
 def _default_output(meas: Path, outdir: Path | None = None, ext: str = ".h5") -> Path:
@@ -22,25 +19,15 @@ def _expand(inputs: list[Path], mask: Path) -> tuple[list[Path], bool]:
     """Measurements to decode and whether a folder was given. Folders contribute their
     files, except hidden ones, earlier outputs (NAME_cube.*, reports) and masks (the --mask
     file and any file named mask*)."""
-    from hsirestore.errors import FormatError
+    from hsirestore.io import CUBE_KINDS
 
-    files: list[Path] = []
-    folder = False
-    for p in inputs:
-        if p.is_dir():
-            folder = True
-            found = sorted(
-                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in MEAS_SUFFIXES
-                and not f.name.startswith(".") and not f.stem.endswith("_cube")
-                and "_cube_report" not in f.stem and not f.stem.lower().startswith("mask")
-                and not (mask.exists() and f.resolve() == mask.resolve()))
-            if not found:
-                raise FormatError(f"{p}: no measurements ({', '.join(MEAS_SUFFIXES)}) in this "
-                                  "folder (masks, NAME_cube.* outputs and hidden files are skipped)")
-            files += found
-        else:
-            files.append(p)
-    return files, folder
+    def skip(f: Path) -> bool:
+        return (f.stem.endswith("_cube") or "_cube_report" in f.stem
+                or f.stem.lower().startswith("mask")
+                or (mask.exists() and f.resolve() == mask.resolve()))
+
+    return expand_inputs(inputs, CUBE_KINDS, "no measurements ({suffixes}) in this folder "
+                         "(masks, NAME_cube.* outputs and hidden files are skipped)", skip=skip)
 
 
 @command(app, "cassi", help="""Decode a CASSI snapshot measurement into a spectral cube.
@@ -83,19 +70,24 @@ def cassi(
     mask_var: str = typer.Option(None, help="Variable/dataset of the mask (e.g. mask)."),
     bands: int = typer.Option(28, help="Number of spectral bands."),
     step: int = typer.Option(2, help="Dispersion step in pixels per band."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    tile: int = typer.Option(256, help="Tile size for large inputs (0: whole image at once; else >= 16)."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    threads: int = typer.Option(0, help=THREADS_HELP),
+    tile: int = typer.Option(256, help="Tile size for large inputs (0: whole image at once; else "
+                             ">= 16: two of the S2-Transformer's 8 px attention windows)."),
     overlap: int = typer.Option(64, help="Tile overlap in pixels (at most a quarter of the tile is used)."),
     iterations: int = typer.Option(None, help="--method gap-tv: iterations (default 120, tuned on CAVE "
                                    "train crops). The learned s2former-gaptv runs GAP-TV as it was trained."),
-    flip_ensemble: bool = typer.Option(False, help="Learned decoders: average with the decode of the up-down flipped measurement and mask (another valid CASSI system); twice the model time."),
+    ensemble: bool = typer.Option(False, help="Learned decoders: flip self-ensemble, averaging "
+                                  "with the decode of the up-down flipped measurement and mask "
+                                  "(another valid CASSI system); twice the model time."),
+    flip_ensemble: bool = typer.Option(False, "--flip-ensemble/--no-flip-ensemble", hidden=True,
+                                       help="Old name of --ensemble."),
     reference: Path = typer.Option(None, help="Ground-truth cube (one measurement): also write a "
                                    "metric report (OUTPUT_report.json/.md/_bands.csv, as "
                                    "'hsirestore evaluate')."),
     data_range: float = typer.Option(1.0, help="With --reference: peak value for PSNR/SSIM, as in "
                                      "'hsirestore evaluate'."),
-    fmt: str = typer.Option("h5", "--format", help="Output format when the output is named for "
-                            "you (folder outputs, no -o): h5, tif, mat, hdr."),
+    fmt: str = typer.Option("h5", "--format", help=FORMAT_HELP),
     preview: bool = typer.Option(False, help="Write a false-colour OUTPUT_preview.png beside each output."),
     spectra: list[str] = typer.Option(None, help=SPECTRA_HELP),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
@@ -103,15 +95,14 @@ def cassi(
 ) -> None:
     import numpy as np
 
-    from hsirestore.cli.common import check_batch_files, check_distinct_targets, output_is_folder
-    from hsirestore.errors import FormatError, InvalidValueError, OptionError, ShapeError
-    from hsirestore.inference.cassi import CassiDecoder
+    from hsirestore.cli.common import (check_batch_files, check_distinct_targets, format_suffix,
+                                       output_is_folder, set_threads)
+    from hsirestore.errors import FormatError, OptionError, ShapeError
+    from hsirestore.inference.cassi import MIN_TILE, CassiDecoder, as_plane
     from hsirestore.io import read_cube
     from hsirestore.io.atomic import check_writable
 
-    if fmt.lstrip(".") not in FORMATS:
-        raise OptionError(f"--format {fmt!r}: use {', '.join(FORMATS)}")
-    ext = "." + fmt.lstrip(".")
+    ext = format_suffix(fmt)
     if iterations is not None and iterations < 1:
         raise OptionError(f"--iterations must be >= 1; got {iterations}")
     if method == "gap-tv" and (model is not None or weights is not None):
@@ -119,12 +110,14 @@ def cassi(
     if method != "gap-tv" and iterations is not None:
         _err("warning: --iterations applies to --method gap-tv only (s2former-gaptv runs GAP-TV "
              "with the settings it was trained with)", prefix=False)
-    if tile and tile < 16:
-        raise OptionError(f"--tile must be 0 (whole image) or at least 16; got {tile}")
+    if tile and tile < MIN_TILE:
+        raise OptionError(f"--tile must be 0 (whole image) or at least {MIN_TILE} (two of the "
+                          f"S2-Transformer's 8 px attention windows per side); got {tile}")
     if overlap < 0:
         raise OptionError(f"--overlap must be >= 0; got {overlap}")
     if not (np.isfinite(data_range) and data_range > 0):
         raise OptionError(f"--data-range must be > 0; got {data_range:g}")
+    set_threads(threads)
 
     files, folder = _expand(meas, mask)
     batch = len(files) > 1 or folder
@@ -149,9 +142,7 @@ def cassi(
         check_writable(_targets(jobs[0][1], preview, reference), force)
 
     m = read_cube(mask, var=mask_var)
-    if m.valid is not None and not m.valid.all():
-        raise InvalidValueError(f"{mask}: the mask has {int((~m.valid).sum())} NaN/Inf/nodata "
-                                "pixels; CASSI decoding needs every pixel")
+    mask_plane = as_plane(m, "mask", str(mask))  # checked before the (long) model load
     pixels = parse_pixels(spectra, m.rows, m.cols) if preview else None
     ref = None
     if reference is not None:  # read and check before the (long) decode
@@ -162,14 +153,14 @@ def cassi(
                              f"cube {'x'.join(map(str, want))} (bands x rows x cols)")
     decoder = CassiDecoder(method=method, model_name=model, weights=weights, device=device,
                            tile=tile or None, overlap=overlap, bands=bands, step=step,
-                           gaptv_iters=iterations or 120, flip_ensemble=flip_ensemble)
+                           gaptv_iters=iterations or 120, flip_ensemble=ensemble or flip_ensemble)
     if outdir is not None:
         outdir.mkdir(parents=True, exist_ok=True)
         if not batch:
             check_writable(_targets(jobs[0][1], preview, reference), force)
 
     def one(src: Path, dst: Path) -> dict:
-        return _decode_one(decoder, src, var, m, mask, dst, bands, preview, pixels, ref,
+        return _decode_one(decoder, src, var, mask_plane, mask, dst, preview, pixels, ref,
                            reference, data_range, force)
 
     run_jobs(jobs, batch=batch, force=force, summary=summary, process=one,
@@ -190,28 +181,18 @@ def _targets(dst: Path, preview: bool, reference) -> list[Path]:
     return out
 
 
-def _decode_one(decoder, src: Path, var, m, mask: Path, dst: Path, bands: int, preview: bool,
+def _decode_one(decoder, src: Path, var, mask_plane, mask: Path, dst: Path, preview: bool,
                 pixels, ref, reference, data_range: float, force: bool) -> dict:
     """Decode one measurement file and write its cube (+ preview, + report)."""
-    import numpy as np
-
-    from hsirestore.errors import InvalidValueError, ShapeError
-    from hsirestore.io import Cube, read_cube, write_cube
-    from hsirestore.physics.cassi import CASSI_WAVELENGTHS_28
+    from hsirestore.io import read_cube, write_cube
 
     y = read_cube(src, var=var)
-    if y.valid is not None and not y.valid.all():
-        raise InvalidValueError(f"{src}: the measurement has {int((~y.valid).sum())} NaN/Inf/nodata "
-                                "pixels; CASSI decoding needs every pixel")
-    if y.bands != 1:
-        raise ShapeError(f"{src}: the measurement must be a single 2-D image; got {y.bands} bands")
     t0 = time.perf_counter()
-    cube = decoder.decode(y.data[0], m.data if m.bands > 1 else m.data[0])
+    out = decoder.decode_cube(y, mask_plane, name=str(src))
     seconds = time.perf_counter() - t0
-    wl = np.asarray(CASSI_WAVELENGTHS_28) if bands == 28 else None
-    out = Cube(cube, wavelengths=wl, wavelength_units="nm" if wl is not None else None,
-               attrs={"method": decoder.describe(), "measurement": str(src), "mask": str(mask)})
+    out.attrs.update(measurement=str(src), mask=str(mask))
     write_cube(out, dst, force=force)
+    cube, wl = out.data, out.wavelengths
     if preview:
         from hsirestore.preview import write_preview
 

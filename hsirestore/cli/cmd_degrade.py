@@ -54,22 +54,20 @@ def degrade(
     spectra: list[str] = typer.Option(None, help=SPECTRA_HELP),
     force: bool = typer.Option(False, help=FORCE_HELP),
 ) -> None:
-    import numpy as np
+    import math
 
-    from hsirestore.cli.common import output_dtype, refuse_overwriting_inputs
-    from hsirestore.errors import InvalidValueError, OptionError
-    from hsirestore.inference.normalize import (fill_missing_entries, fit_scaling, invalid_mask,
-                                                missing_entries)
-    from hsirestore.io import output_paths, read_cube, write_cube
+    from hsirestore.cli.common import refuse_overwriting_inputs
+    from hsirestore.errors import OptionError
+    from hsirestore.io import output_dtype, output_paths, read_cube, write_cube
     from hsirestore.io.atomic import check_writable
-    from hsirestore.physics.degradations import jsonable_info, parse_degradation
+    from hsirestore.physics.degradations import degrade_cube, parse_degradation
     from hsirestore.preview import spectra_path
 
     deg = parse_degradation(degradation)
     if seed < 0:
         raise OptionError(f"--seed must be >= 0; got {seed}")
     if scale is not None:
-        if not (np.isfinite(scale) and scale > 0):
+        if not (math.isfinite(scale) and scale > 0):
             raise OptionError(f"--scale must be > 0; got {scale:g}")
         scaling = f"scale:{scale:g}"
     if spectra and not preview:
@@ -81,39 +79,8 @@ def degrade(
     check_writable(outs + extra, force)
     cube = read_cube(src, var=var, layout=check_layout(layout))
     pixels = parse_pixels(spectra, cube.rows, cube.cols) if preview else None
-
-    bad = invalid_mask(cube.data, cube.nodata)
-    if cube.valid is not None:
-        bad |= ~cube.valid
-    if bad.all():
-        raise InvalidValueError(f"{src}: no valid pixel (every pixel is NaN or nodata)")
-    # RGB images are read already divided by 255 / 65535 (values in [0, 1]): scale them as
-    # the floats they now are, not as 8-bit counts (that divided by 255 twice)
-    prescaled = "bits" in cube.attrs
-    norm = fit_scaling(cube, scaling, "float32" if prescaled else cube.source_dtype)
-    x = norm.to_model(cube.data)
-    # nodata must not leak into valid pixels through blurs and resampling: degrade a copy
-    # whose holes are filled (single nodata values from the pixel's other bands, invalid
-    # pixels with the band means), then put the holes back as read
-    holes = missing_entries(cube.data, cube.nodata)
-    xin = x
-    if holes is not None or bad.any():
-        xin = x.copy()
-        if holes is not None:
-            holes &= ~bad[None]
-            fill_missing_entries(xin, holes)
-        xin[:, bad] = xin[:, ~bad].mean(axis=1, keepdims=True)
-    y, info = deg.apply(xin, seed)
-    y[:, bad] = x[:, bad]  # invalid pixels and single nodata values stay as read
-    if holes is not None:
-        y[holes] = x[holes]
-    record = {**jsonable_info(info), "seed": seed, "normalisation": norm.describe()}
-    out = cube.with_data(np.asarray(norm.from_model(y), np.float32))
-    out.attrs = {**cube.attrs, "degradation": json.dumps(record)}
+    out, record = degrade_cube(cube, deg, seed, scaling, name=str(src))
     dtype = output_dtype(cube, cube.data[:, ::7, ::7], dst)
-    if dtype is not None and "band_scales" not in cube.attrs:  # counts: round them
-        info_t = np.iinfo(dtype)
-        out.data = np.clip(np.rint(out.data), info_t.min, info_t.max).astype(np.float32)
     written = write_cube(out, dst, force=force, dtype=dtype)
     if preview:
         from hsirestore.preview import write_preview

@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import DEVICE_HELP, _err, command, run_jobs
+from hsirestore.cli.common import (DEVICE_HELP, FORMATS, THREADS_HELP, _err, command,
+                                   expand_inputs, run_jobs)
 
-CUBE_SUFFIXES = (".hdr", ".tif", ".tiff", ".mat", ".h5", ".hdf5", ".he5")
 _TYPES = ("noise, niid-noise, poisson, impulse, stripes, deadlines, blur, motion-blur, sr, "
           "inpaint, band-missing, haze")
 
@@ -17,8 +17,9 @@ HELP = f"""Restore degraded hyperspectral cubes (denoising, deblurring, destripi
 inpainting, super-resolution, band filling, dehazing) with HSI-VAR.
 
 --degradation tells the model what happened to the data: 'auto' (default) estimates the
-noise level per band (robust MAD of a Haar high-pass) and looks for empty bands, and says
-what it chose; or name the types, combined with '+': {_TYPES}; or 'generic'. Parameters such as
+noise level per band (robust MAD of a Haar high-pass) and looks for empty bands and
+scattered missing pixels, and says what it chose (a cube where it finds nothing, e.g. noise
+below 3/255, is written unchanged with a warning); or name the types, combined with '+': {_TYPES}; or 'generic'. Parameters such as
 noise:sigma=30 are accepted (sigma is in units of 1/255 of the normalised range) but the
 model is guided by the types. Inputs are normalised (floats in [0, 1], or noisy [0, 1] data
 whose 0.1th/99.9th percentiles lie in [-0.5, 1.5] with the 99.9th >= 0.5, as they are; 8-bit
@@ -28,11 +29,12 @@ count: 31-band groups with overlap (fewer than 31 bands are resampled; fewer tha
 refused); ENVI bad bands (bbl = 0) are written back as read.
 
 Several inputs or a folder: one output per cube in OUT (a folder; default beside the input,
-named NAME_restored with the input's format; NAME_DATASET_restored for file.h5:/DATASET or
---var DATASET); a folder contributes its cube files (ENVI, TIFF, .mat, HDF5; RGB images and
-earlier NAME_restored outputs are skipped); existing outputs are skipped unless --force;
-one JSON line per file (input, output, status ok/skipped/error, seconds, message); an error
-on one file does not stop the batch, but the exit code is 1 at the end.
+named NAME_restored with the input's format or --format's; NAME_DATASET_restored for
+file.h5:/DATASET or --var DATASET); a folder contributes its cube files (ENVI, TIFF, .mat,
+HDF5; RGB images, hidden files and earlier NAME_restored outputs are skipped); existing
+outputs are skipped unless --force; one JSON line per file (input, output, status
+ok/skipped/error, seconds, message); an error on one file does not stop the batch, but the
+exit code is 1 at the end.
 
 \b
 Examples:
@@ -46,21 +48,10 @@ Examples:
 def _expand(inputs: list[Path]) -> tuple[list[Path], bool]:
     """Files to restore and whether a folder was given. Folders contribute their cubes,
     except hidden files and earlier outputs (NAME_restored.*)."""
-    from hsirestore.errors import FormatError
+    from hsirestore.io import CUBE_KINDS
 
-    files: list[Path] = []
-    folder = False
-    for p in inputs:
-        if p.is_dir():
-            folder = True
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in CUBE_SUFFIXES
-                           and not f.name.startswith(".") and not f.stem.endswith("_restored"))
-            if not found:
-                raise FormatError(f"{p}: no cubes ({', '.join(CUBE_SUFFIXES)}) in this folder")
-            files += found
-        else:
-            files.append(p)
-    return files, folder
+    return expand_inputs(inputs, CUBE_KINDS, "no cubes ({suffixes}) in this folder",
+                         skip=lambda f: f.stem.endswith("_restored"))
 
 
 def _out_suffix(src: Path) -> str:
@@ -74,48 +65,16 @@ def _out_suffix(src: Path) -> str:
         return file.suffix
 
 
-def _target(src: Path, outdir: Path | None, var: str | None = None) -> Path:
-    """OUTDIR/NAME_restored.<suffix>; NAME_DATASET_restored.h5 for file.h5:/group/DATASET
-    inputs, and NAME_VAR_restored.<suffix> with --var, so that two datasets (variables) of one
-    file get two outputs."""
+def _target(src: Path, outdir: Path | None, var: str | None = None, ext: str | None = None) -> Path:
+    """OUTDIR/NAME_restored.<suffix> (the input's, or ``ext`` from --format);
+    NAME_DATASET_restored.h5 for file.h5:/group/DATASET inputs, and NAME_VAR_restored.<suffix>
+    with --var, so that two datasets (variables) of one file get two outputs."""
     from hsirestore.io.hdf5 import split_path
 
     file, dataset = split_path(src)
     dataset = dataset or var
     name = file.stem + (f"_{dataset.rstrip('/').rsplit('/', 1)[-1]}" if dataset else "")
-    return (outdir or file.parent) / f"{name}_restored{_out_suffix(src)}"
-
-
-def _run_one(restorer, src: Path, dst: Path, degradation: str, stream: bool, force: bool,
-             var: str | None = None, layout: str | None = None):
-    """Restore one file (in memory, or window by window with ``stream``); returns its shape."""
-    from hsirestore.cli.common import output_dtype, refuse_overwriting_inputs
-    from hsirestore.io import create_cube, open_cube, output_paths, read_cube, write_cube
-
-    refuse_overwriting_inputs([src], output_paths(dst))
-    if not stream:
-        cube = read_cube(src, var=var, layout=layout)
-        dtype = output_dtype(cube, cube.data[:, ::7, ::7], dst)
-        out = restorer.restore(cube, degradation)
-        write_cube(out, dst, force=force, dtype=dtype)
-        return out.shape
-    source = open_cube(src, var=var, layout=layout)
-    try:
-        meta = source.meta
-        _, h, w = source.shape
-        r0, c0 = max(0, h // 2 - 64), max(0, w // 2 - 64)
-        dtype = output_dtype(meta, source.read_window(r0, min(h, r0 + 128), c0, min(w, c0 + 128)),
-                             dst)
-        sink = create_cube(dst, meta, source.shape, force=force, dtype=dtype)
-        try:
-            restorer.restore_stream(source, sink, degradation)
-            sink.commit()
-        except BaseException:
-            sink.abort()
-            raise
-        return tuple(source.shape)
-    finally:
-        source.close()
+    return (outdir or file.parent) / f"{name}_restored{ext or _out_suffix(src)}"
 
 
 def _restore_cmd(
@@ -133,14 +92,15 @@ def _restore_cmd(
     weights: Path = typer.Option(None, help="Checkpoint (.safetensors export or training last.pt) "
                                  "instead of the shipped weights."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    tile: int = typer.Option(128, help="Tile size in pixels (0: whole image at once)."),
+    tile: int = typer.Option(128, help="Tile size in pixels (0: whole image at once; else >= 8, "
+                             "the largest HSI-VAR downsampling)."),
     overlap: int = typer.Option(16, help="Tile overlap in pixels."),
     band_overlap: int = typer.Option(8, help="Bands shared by neighbouring 31-band groups."),
     amp: str = typer.Option("auto", help="Mixed precision on CUDA: auto, bf16, fp16, none."),
     temperature: float = typer.Option(0.0, help="Token sampling temperature (0: argmax, deterministic)."),
     top_k: int = typer.Option(None, "--top-k", help="Sample among the K most likely tokens."),
     seed: int = typer.Option(None, help="Seed for sampling (with --temperature > 0)."),
-    threads: int = typer.Option(0, help="CPU threads for torch (0: its default)."),
+    threads: int = typer.Option(0, help=THREADS_HELP),
     scaling: str = typer.Option("auto", help="Normalisation: auto, none, dtype, max, percentile:P, scale:S."),
     keep_observed: str = typer.Option("auto", help="Return non-zero input values unchanged: auto (when "
                                       "every type is inpaint, band-missing or deadlines), on, off."),
@@ -149,20 +109,25 @@ def _restore_cmd(
     stream: bool = typer.Option(False, help="Bounded memory: read and write tile by tile (ENVI, "
                                 "GeoTIFF and HDF5 window I/O, .mat v7.3 windowed reads; .mat "
                                 "outputs and TIFF page stacks are buffered in memory)."),
+    fmt: str = typer.Option(None, "--format", help="Output format when the output is named for "
+                            f"you (folder outputs, no -o): {', '.join(FORMATS)}; default: the "
+                            "input's format."),
     preview: bool = typer.Option(False, help="Write a false-colour OUTPUT_preview.png beside each output."),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
     summary: Path = typer.Option(None, help="Also append the JSON lines to this file."),
 ) -> None:
     from hsirestore.errors import OptionError
-    from hsirestore.inference.restore import Restorer
+    from hsirestore.inference.restore import Restorer, restore_file
     from hsirestore.io import output_paths
     from hsirestore.io.atomic import check_writable
 
     from hsirestore.cli.common import (check_batch_files, check_distinct_targets, check_layout,
-                                       output_is_folder, refuse_overwriting_inputs)
+                                       format_suffix, output_is_folder, refuse_overwriting_inputs,
+                                       set_threads)
     from hsirestore.io.hdf5 import split_path
 
     check_layout(layout)
+    ext = format_suffix(fmt)
     if not math.isfinite(temperature) or temperature < 0:
         raise OptionError(f"--temperature must be a number >= 0; got {temperature}")
     if seed is not None and seed < 0:
@@ -176,7 +141,7 @@ def _restore_cmd(
     batch = len(files) > 1 or folder
     to_folder = output_is_folder(output, batch)
     if batch:
-        jobs = [(f, _target(f, output, var)) for f in files]
+        jobs = [(f, _target(f, output, var, ext)) for f in files]
         check_distinct_targets(jobs)
     else:
         src = files[0]
@@ -184,7 +149,7 @@ def _restore_cmd(
             from hsirestore.errors import FormatError
 
             raise FormatError(f"{src}: file not found")
-        dst = _target(src, output, var) if to_folder or output is None else output
+        dst = _target(src, output, var, ext) if to_folder or output is None else output
         jobs = [(src, dst)]
         targets = output_paths(dst) + ([_preview_path(dst)] if preview else [])
         refuse_overwriting_inputs([src], targets)
@@ -202,23 +167,25 @@ def _restore_cmd(
         if not batch:
             check_writable(targets, force)
 
-    if threads < 0:
-        raise OptionError(f"--threads must be >= 0; got {threads}")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads(threads)
     restorer = Restorer(model_name=model, weights=weights, device=device, tile=tile or None,
                         overlap=overlap if tile else 0, amp=amp, temperature=temperature,
                         top_k=top_k, seed=seed, group_overlap=band_overlap, scaling=scaling,
                         keep_observed=keep_observed, ensemble=ensemble)
     def one(src: Path, dst: Path) -> dict:
-        shape = _run_one(restorer, src, dst, degradation, stream, force, var, layout)
+        shape = restore_file(restorer, src, dst, degradation, stream=stream, force=force,
+                             var=var, layout=layout)["shape"]
         if preview:
             _preview(dst, stream, force)
         info = restorer.last_info
-        return {"message": info["degradation"] + (f" (estimated sigma {info['sigma_255']}/255)"
-                                                   if info.get("estimated") else ""),
+        message = info["degradation"] + (f" (estimated sigma {info['sigma_255']}/255)"
+                                         if info.get("estimated") else "")
+        if info.get("unchanged"):
+            message = (f"nothing to restore detected (estimated sigma {info['sigma_255']}/255, no "
+                       "missing bands or pixels): written unchanged; name the degradation with "
+                       "-d (or -d generic) to run the model anyway")
+            _err(f"warning: {src}: {message}", prefix=False)
+        return {"message": message,
                 "degradation": info["degradation"], "model": info["model"], "shape": list(shape)}
 
     def outputs_of(dst: Path) -> list[Path]:

@@ -47,23 +47,13 @@ def simulate_cassi(
     seed: int = typer.Option(0, help="Seed for the shot noise (>= 0)."),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
 ) -> None:
-    import numpy as np
-
-    from hsirestore.errors import InvalidValueError, OptionError, ShapeError
     from hsirestore.cli.common import refuse_overwriting_inputs
-    from hsirestore.io import Cube, detect_format, output_paths, read_cube, write_cube
+    from hsirestore.errors import OptionError
+    from hsirestore.io import detect_format, output_paths, read_cube, write_cube
     from hsirestore.io.atomic import check_writable
-    from hsirestore.physics.cassi import CASSI_WAVELENGTHS_28, cassi_forward, interpolate_bands
-    from hsirestore.physics.rgb import wavelengths_nm
+    from hsirestore.physics.cassi import check_simulation_options, simulate_measurement
 
-    if step < 1:
-        raise OptionError(f"--step must be >= 1 pixel per band; got {step}")
-    if crop < 0:
-        raise OptionError(f"--crop must be >= 0 (0: no crop); got {crop}")
-    if not (np.isfinite(shot_noise) and shot_noise >= 0):
-        raise OptionError(f"--shot-noise must be >= 0 photons (0: noiseless); got {shot_noise:g}")
-    if seed < 0:
-        raise OptionError(f"--seed must be >= 0; got {seed}")
+    check_simulation_options(step, crop, shot_noise, seed)
     targets = output_paths(output)
     if save_reference is not None:
         if detect_format(save_reference) == "rgb":
@@ -77,56 +67,13 @@ def simulate_cassi(
     refuse_overwriting_inputs([cube, mask], targets)
     check_writable(targets, force)
     c = read_cube(cube, var=var, layout=check_layout(layout))
-    if c.bands < 2:
-        raise ShapeError(f"{cube}: a CASSI snapshot needs a cube with several bands; got {c.bands}")
-    data, valid = c.data, c.valid
-    wl_out, units_out, fwhm, band_names = c.wavelengths, c.wavelength_units, c.fwhm, c.band_names
-    transform = c.transform
-    if to_28:
-        if c.wavelengths is None:
-            raise InvalidValueError(f"{cube} has no wavelengths, so --to-28 cannot resample it")
-        wl = wavelengths_nm(c.wavelengths, c.wavelength_units)
-        if wl.min() > CASSI_WAVELENGTHS_28[0] + 10 or wl.max() < CASSI_WAVELENGTHS_28[-1] - 10:
-            raise InvalidValueError(f"{cube}: its bands ({wl.min():g}-{wl.max():g} nm) do not cover the "
-                              f"28 TSA-Net bands ({CASSI_WAVELENGTHS_28[0]:g}-"
-                              f"{CASSI_WAVELENGTHS_28[-1]:g} nm) that --to-28 resamples onto")
-        data = interpolate_bands(data, wl, CASSI_WAVELENGTHS_28)
-        wl_out, units_out, fwhm, band_names = np.asarray(CASSI_WAVELENGTHS_28), "nm", None, None
-    if crop:
-        _, h, w = data.shape
-        if crop > min(h, w):
-            raise OptionError(f"--crop {crop} is larger than the cube ({h}x{w})")
-        r0, c0 = (h - crop) // 2, (w - crop) // 2
-        data = data[:, r0 : r0 + crop, c0 : c0 + crop]
-        valid = None if valid is None else valid[r0 : r0 + crop, c0 : c0 + crop]
-        if transform is not None:  # move the origin to the crop's top-left pixel
-            a, b, x0, d, e, y0 = transform
-            transform = (a, b, x0 + a * c0 + b * r0, d, e, y0 + d * c0 + e * r0)
-    if valid is not None and not valid.all():
-        raise InvalidValueError(f"{cube}: {int((~valid).sum())} invalid (nodata/NaN) pixels "
-                                "in the simulated area; a CASSI snapshot mixes neighbouring "
-                                "pixels, so crop them away first (--crop)")
-    m = read_cube(mask, var=mask_var)
-    if m.bands != 1:
-        raise ShapeError(f"{mask}: expected a 2-D mask, got {m.bands} planes")
-    if m.data.shape[1:] != data.shape[1:]:
-        raise ShapeError(f"mask {m.rows}x{m.cols} does not match the cube's {data.shape[1]}x{data.shape[2]}")
-    y = cassi_forward(data, m.data[0], step)
-    if shot_noise > 0:
-        rng = np.random.default_rng(seed)
-        y = rng.poisson(np.clip(y, 0, None) * shot_noise).astype(np.float32) / np.float32(shot_noise)
-    write_cube(Cube(y[None].astype(np.float32), attrs={"bands": data.shape[0], "step": step}),
-               output, force=force, var="meas")
-    result = {"output": str(output), "shape": list(y.shape), "bands": data.shape[0]}
+    meas, ref = simulate_measurement(c, read_cube(mask, var=mask_var), step, to_28=to_28, crop=crop,
+                                     shot_noise=shot_noise, seed=seed, name=str(cube),
+                                     mask_name=str(mask))
+    write_cube(meas, output, force=force, var="meas")
+    result = {"output": str(output), "shape": list(meas.shape[1:]), "bands": ref.bands}
     if save_reference is not None:
-        attrs = {"source": str(cube)}
-        if to_28:
-            attrs["resampled"] = "28 TSA-Net bands"
-        if crop:
-            attrs["crop"] = crop
-        ref = Cube(np.ascontiguousarray(data, dtype=np.float32), wavelengths=wl_out,
-                   wavelength_units=units_out, fwhm=fwhm, band_names=band_names, nodata=c.nodata,
-                   crs=c.crs, transform=transform, attrs=attrs)
+        ref.attrs = {"source": str(cube), **ref.attrs}
         write_cube(ref, save_reference, force=force, var="cube")
         result["reference"] = str(save_reference)
     typer.echo(json.dumps(result))

@@ -10,6 +10,9 @@ from typing import Callable
 import typer
 
 from hsirestore.errors import HsiRestoreError
+# moved to the library; imported here for the commands (and callers) that use these names
+from hsirestore.io import output_dtype  # noqa: F401
+from hsirestore.io.files import input_files, refuse_overwriting_inputs  # noqa: F401
 
 
 def _err(msg: str, prefix: bool = True) -> None:
@@ -63,6 +66,57 @@ def command(app: typer.Typer, *args, **kwargs) -> Callable:
 
 FORCE_HELP = "Overwrite existing outputs."
 DEVICE_HELP = "Device: auto (CUDA if available), cpu, cuda or cuda:N."
+THREADS_HELP = "CPU threads for torch (0: its default)."
+#: --format values: output formats of outputs named for the user (folder outputs, no -o)
+FORMATS = ("h5", "tif", "mat", "hdr")
+FORMAT_HELP = ("Output format when the output is named for you (folder outputs, no -o): "
+               + ", ".join(FORMATS) + ".")
+
+
+def format_suffix(fmt: str | None) -> str | None:
+    """--format value -> output suffix (".h5"); None stays None; OptionError if unknown."""
+    from hsirestore.errors import OptionError
+
+    if fmt is None:
+        return None
+    if fmt.lstrip(".") not in FORMATS:
+        raise OptionError(f"--format {fmt!r}: use {', '.join(FORMATS)}")
+    return "." + fmt.lstrip(".")
+
+
+def set_threads(threads: int) -> None:
+    """--threads: torch's CPU thread count (0: leave torch's default); OptionError if < 0."""
+    from hsirestore.errors import OptionError
+
+    if threads < 0:
+        raise OptionError(f"--threads must be >= 0; got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def expand_inputs(inputs, kinds, empty: str, skip=None) -> tuple[list[Path], bool]:
+    """(files to process, whether a folder was given): files as given, folders as
+    :func:`hsirestore.io.cube_files` lists them (``kinds``, ``skip``); a folder without any
+    is a FormatError ``"FOLDER: " + empty`` (``{suffixes}`` in ``empty``: the suffixes
+    looked for)."""
+    from hsirestore.errors import FormatError
+    from hsirestore.io import cube_files, cube_suffixes
+
+    files: list[Path] = []
+    folder = False
+    for p in inputs:
+        p = Path(p)
+        if p.is_dir():
+            folder = True
+            found = cube_files(p, kinds, skip)
+            if not found:
+                raise FormatError(f"{p}: " + empty.format(suffixes=", ".join(cube_suffixes(kinds))))
+            files += found
+        else:
+            files.append(p)
+    return files, folder
 
 
 SPECTRA_HELP = ("With --preview: also plot the spectra at these pixels, as ROW,COL "
@@ -85,46 +139,6 @@ def parse_pixels(values: list[str] | None, rows: int, cols: int) -> list[tuple[i
             raise OptionError(f"--spectra {v}: outside the {rows}x{cols} image")
         out.append((r, c))
     return out
-
-
-def input_files(path) -> list[Path]:
-    """The files a cube path reads (ENVI: header and data file; HDF5 ``file.h5:/ds``: the
-    file), for the never-overwrite-an-input check."""
-    from hsirestore.io import detect_format
-    from hsirestore.io.hdf5 import split_path
-
-    file = split_path(path)[0]
-    files = [file]
-    try:
-        if detect_format(path) == "envi":
-            from hsirestore.io.envi import data_path, header_path
-
-            hdr = header_path(file)
-            files = [hdr, data_path(hdr, file)]
-    except Exception:  # unreadable inputs are reported by the reader, not here
-        pass
-    return files
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def refuse_overwriting_inputs(inputs, outputs) -> None:
-    """OptionError when any output file is one of the input files (even with --force:
-    inputs are never modified)."""
-    from hsirestore.errors import OptionError
-
-    ins = [f for p in inputs if p is not None for f in input_files(p)]
-    for out in outputs:
-        out = Path(out)
-        for f in ins:
-            if _same(out, f) or out.resolve() == f.resolve():
-                raise OptionError(f"{out} would overwrite the input {f}; choose another "
-                                  "output (inputs are never overwritten, even with --force)")
 
 
 def output_is_folder(output: Path | None, several: bool) -> bool:
@@ -215,30 +229,3 @@ def check_layout(layout: str | None) -> str | None:
     if layout is not None and layout not in ("bands-first", "bands-last"):
         raise OptionError(f"--layout must be bands-first or bands-last, not {layout!r}")
     return layout
-
-
-def output_dtype(meta, sample, dst) -> str | None:
-    """The integer type to write a result of the cube ``meta`` (a Cube or a source's meta)
-    to ``dst`` in, or None for float32: the input's integer type when it held integer counts
-    (an integer source dtype whose values, as read, are whole numbers; ``sample`` is a
-    (bands, h, w) sample of them), or a GeoTIFF's stored integer type when its band
-    scales/offsets were applied on reading and ``dst`` is a GeoTIFF again (written back as
-    counts with the same scales). Other scaled inputs (e.g. CAVE HDF5 with a 'scale'
-    attribute) give fractional values and are written as float32."""
-    import numpy as np
-
-    from hsirestore.io import detect_format
-
-    attrs = getattr(meta, "attrs", None) or {}
-    stored = attrs.get("stored_dtype")
-    if stored and "band_scales" in attrs and np.dtype(stored).kind in "ui":
-        try:
-            return stored if detect_format(dst) == "geotiff" else None
-        except Exception:  # an unknown output format is reported by the writer
-            return None
-    source_dtype = getattr(meta, "source_dtype", None)
-    if not source_dtype or "bits" in attrs or np.dtype(source_dtype).kind not in "ui":
-        return None  # ("bits": RGB images are read as values / 255 or / 65535)
-    v = np.asarray(sample, np.float64)
-    v = v[np.isfinite(v)]
-    return source_dtype if v.size and np.array_equal(v, np.round(v)) else None

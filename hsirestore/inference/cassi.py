@@ -1,6 +1,8 @@
 """CASSI decoding predictor: S2-Transformer models or GAP-TV, any size, linear in scale.
 
-``CassiDecoder(...).decode(meas (H, W + step*(B-1)), mask (H, W)) -> cube (B, H, W)``.
+``CassiDecoder(...).decode(meas (H, W + step*(B-1)), mask (H, W)) -> cube (B, H, W)``;
+``decode_cube`` takes the measurement and mask as read (Cubes or arrays) and returns a Cube
+with the decoder's band centres.
 
 Normalisation: the measurement is divided by s = m / 0.15, where
 m = sum(y) / (bands * sum(mask)) estimates the scene's mean intensity, the model decodes,
@@ -22,10 +24,14 @@ from __future__ import annotations
 import numpy as np
 
 from hsirestore.errors import InvalidValueError, OptionError, ShapeError
+from hsirestore.io.cube import Cube
 from hsirestore.physics.cassi import CASSI_WAVELENGTHS_28, check_geometry, mean_intensity
 from hsirestore.registry import get_spec
 
 TRAIN_MEAN = 0.15
+#: smallest tile: two of the S2-Transformer's 8 px attention windows per side, so that its
+#: shifted windows still mix neighbouring windows
+MIN_TILE = 16
 METHODS = ("s2former", "gap-tv")
 #: the shipped decoder used when no model is named (chosen on CAVE train scenes)
 DEFAULT_MODEL = "s2former-gaptv"
@@ -36,6 +42,24 @@ FILE_DEFAULT_MODEL = "s2former-unfolded"
 def _wavelengths(recorded, bands: int) -> np.ndarray | None:
     """``recorded`` band centres as float64 (bands,), or None when they do not fit ``bands``."""
     return np.asarray(recorded, np.float64) if recorded is not None and len(recorded) == bands else None
+
+
+def as_plane(data: Cube | np.ndarray, what: str = "measurement",
+             name: str | None = None) -> np.ndarray:
+    """A measurement or mask as read -> what :meth:`CassiDecoder.decode` takes: a Cube's
+    data (checked: every pixel valid, InvalidValueError; a measurement has one band,
+    ShapeError), or an array as it is. ``what``: "measurement" or "mask"; ``name`` labels
+    the messages (e.g. the file)."""
+    if not isinstance(data, Cube):
+        return data
+    label = f"{name}: " if name else ""
+    if data.valid is not None and not data.valid.all():
+        raise InvalidValueError(f"{label}the {what} has {int((~data.valid).sum())} NaN/Inf/nodata "
+                                "pixels; CASSI decoding needs every pixel")
+    if what == "measurement" and data.bands != 1:
+        raise ShapeError(f"{label}the measurement must be a single 2-D image; got {data.bands} "
+                         "bands")
+    return data.data[0] if data.bands == 1 else data.data
 
 
 def _as_2d(a: np.ndarray, what: str) -> np.ndarray:
@@ -62,7 +86,8 @@ class CassiDecoder:
             the shipped weights. A file that records its preset is built as that preset;
             one that records none as ``model_name`` (default :data:`FILE_DEFAULT_MODEL`).
         device: auto | cpu | cuda | cuda:N.
-        tile, overlap: tiling of the cube grid for large inputs (tile=None: whole image).
+        tile, overlap: tiling of the cube grid for large inputs (tile=None: whole image;
+            else at least :data:`MIN_TILE` px).
         bands, step: band count and dispersion step (pixels per band).
         gaptv_iters, gaptv_weight: GAP-TV settings (tuned on CAVE train scenes).
         flip_ensemble: learned models only: also decode the up-down flipped system (flipping
@@ -82,8 +107,9 @@ class CassiDecoder:
             raise OptionError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
         if bands < 2 or step < 1:
             raise OptionError("need at least 2 bands and a dispersion step >= 1")
-        if tile is not None and tile < 16:
-            raise OptionError(f"tile must be None (whole image) or at least 16 pixels; got {tile}")
+        if tile is not None and tile < MIN_TILE:
+            raise OptionError(f"tile must be None (whole image) or at least {MIN_TILE} pixels (two "
+                              f"8 px attention windows per side); got {tile}")
         if overlap < 0:
             raise OptionError(f"tile overlap must be >= 0; got {overlap}")
         if gaptv_iters < 1:
@@ -95,7 +121,8 @@ class CassiDecoder:
         self.tile, self.overlap = tile, overlap
         self.gaptv_iters, self.gaptv_weight = gaptv_iters, gaptv_weight
         if flip_ensemble and method != "s2former":
-            raise OptionError("--flip-ensemble applies to the learned decoders, not GAP-TV")
+            raise OptionError("--ensemble (--flip-ensemble) applies to the learned decoders, "
+                              "not GAP-TV")
         self.flip_ensemble = bool(flip_ensemble)
         from hsirestore.inference.device import resolve_device
 
@@ -170,6 +197,18 @@ class CassiDecoder:
             est = self.model.initial_estimate(mk[None, None].to(self.device),
                                               yn[None].to(self.device))[0].float().cpu()
         return (self._decode_tiled(yn, mk, est) * np.float32(s)).astype(np.float32)
+
+    def decode_cube(self, meas: Cube | np.ndarray, mask: Cube | np.ndarray, *,
+                    name: str | None = None, mask_name: str | None = None) -> Cube:
+        """Measurement and mask as read (Cubes or arrays; see :func:`as_plane`) -> Cube
+        (bands, H, W) on the measurement's scale, with :attr:`wavelengths` (nm) and
+        ``attrs["method"]``. ``name``/``mask_name`` label error messages."""
+        meas = as_plane(meas, "measurement", name)
+        mask = as_plane(mask, "mask", mask_name)
+        wl = None if self.wavelengths is None else self.wavelengths.copy()
+        return Cube(self.decode(meas, mask), wavelengths=wl,
+                    wavelength_units="nm" if wl is not None else None,
+                    attrs={"method": self.describe()})
 
     def _run_tile(self, y, mask, est=None):
         """y (H, W + step*(B-1)), mask (H, W)[, initial estimate (B, H, W)] -> (B, H, W)

@@ -25,8 +25,11 @@ or "auto": the noise level is estimated per band as 1.4826 * MAD of the diagonal
 detail coefficients ((a - b - c + d) / 2 of 2x2 blocks, a unit-gain high-pass) on the
 normalised data, leaving out blocks with clipped values (see :func:`estimate_noise`); a median over bands above 3/255 selects "noise" ("niid-noise" when the
 90th/10th percentile ratio of the band levels exceeds 2), bands that are entirely zero in a
-non-empty cube add "band-missing"; otherwise the generic embedding is used. What was chosen
-is in ``Restorer.last_info``.
+non-empty cube add "band-missing", scattered all-zero pixels "inpaint". When "auto" finds
+nothing (a clean cube: noise below 3/255, no missing bands or pixels) the input is returned
+unchanged, because the model would only add its own error (a clean CAVE crop came out at
+28 dB); name a degradation (or "generic") to run the model anyway. What was chosen is in
+``Restorer.last_info`` (``"degradation": "none"``, ``"unchanged": True`` for a clean cube).
 
 Observed values (data consistency): for completion tasks the missing entries are exact zeros
 (``inpaint``: every band of a pixel; ``band-missing``: a whole band; ``deadlines``: a
@@ -132,7 +135,7 @@ def auto_degradation(xn: np.ndarray) -> tuple[list[str], dict]:
         names.append("band-missing")
     if holes is not None:
         names.append("inpaint")
-    info = {"degradation": "+".join(names) or "generic", "estimated": True,
+    info = {"degradation": "+".join(names) or "none", "estimated": True,
             "sigma_255": round(med, 2), "sigma_255_range": [round(float(live.min()), 2),
                                                               round(float(live.max()), 2)]}
     if missing:
@@ -140,6 +143,20 @@ def auto_degradation(xn: np.ndarray) -> tuple[list[str], dict]:
     if holes is not None:
         info["missing_pixels"] = round(float(holes.mean()), 4)
     return names, info
+
+
+def _copy_stream(source: CubeSource, sink: CubeSink, pixels: int = 1 << 22) -> None:
+    """Copy a source into a sink of the same shape in row strips (about ``pixels`` values)."""
+    b, h, w = (int(s) for s in source.shape)
+    step = max(1, pixels // max(1, b * w))
+    for r0 in range(0, h, step):
+        r1 = min(h, r0 + step)
+        sink.write_window(r0, 0, np.asarray(source.read_window(r0, r1, 0, w), np.float32))
+
+
+def _nothing_to_do(info: dict) -> bool:
+    """Whether ``auto`` found no degradation (the cube is returned unchanged)."""
+    return bool(info.get("estimated")) and info.get("degradation") == "none"
 
 
 def _scattered_holes(x: np.ndarray) -> np.ndarray | None:
@@ -276,7 +293,8 @@ class Restorer:
         if top_k is not None and top_k < 1:
             raise OptionError(f"--top-k must be >= 1; got {top_k}")
         if tile is not None and tile < 8:
-            raise OptionError(f"--tile must be at least 8 (or 0 for the whole image); got {tile}")
+            raise OptionError(f"--tile must be at least 8 (the largest HSI-VAR downsampling; or 0 "
+                              f"for the whole image); got {tile}")
         if not 0 <= group_overlap < GROUP:
             raise OptionError(f"band-group overlap must be in [0, {GROUP - 1}]; got {group_overlap}")
         parse_rule(scaling)
@@ -398,6 +416,13 @@ class Restorer:
             keep = _valid_window(cube, sample.shape) & ~_is_nodata(sample, cube.nodata)
             sample = scaling.to_model(np.where(keep, sample, np.nan))
         names, info = self.choose_degradation(sample, degradation)
+        if _nothing_to_do(info):  # auto found a clean cube: returned unchanged
+            self.last_info = {**info, "unchanged": True, "model": self.describe(),
+                              "scaling": scaling.describe(),
+                              "seconds": round(time.perf_counter() - t0, 3)}
+            out = given.with_data(given.data.copy())
+            out.attrs = {**given.attrs, "restoration": "none (auto: nothing detected)"}
+            return out
         y = self._predictor(self._tensor_fn(b, names)).predict_array(cube, normalizer=scaling)
         if self.keeps_observed(names):  # in the input's own units: observed values bit-exact
             y = np.where((cube.data == 0) | _is_nodata(cube.data, cube.nodata), y, cube.data)
@@ -437,6 +462,12 @@ class Restorer:
             raw = np.where(_is_nodata(raw, nod), np.nan, raw)
             sample = scaling.to_model(raw)
         names, info = self.choose_degradation(sample, degradation)
+        if _nothing_to_do(info):  # auto found a clean cube: copied unchanged
+            _copy_stream(raw_source, sink)
+            self.last_info = {**info, "unchanged": True, "model": self.describe(),
+                              "scaling": scaling.describe(),
+                              "seconds": round(time.perf_counter() - t0, 3)}
+            return self.last_info
         meta = getattr(sink, "meta", None)
         if meta is not None:  # processing notes for the writer (a copy: never the source's)
             meta = meta.with_data(meta.data)
@@ -511,3 +542,46 @@ def _valid_window(cube: Cube, shape) -> Any:
     if cube.valid is None:
         return True
     return _centre(cube.valid[None], 512)
+
+
+# ------------------------------------------------------------------ one file
+def restore_file(restorer: Restorer, src, dst, degradation: str = "auto", *,
+                 stream: bool = False, force: bool = False, var: str | None = None,
+                 layout: str | None = None) -> dict:
+    """Restore the cube file ``src`` into ``dst`` (format by suffix) with ``restorer``.
+
+    In memory, or window by window with ``stream`` (bounded memory: the input is read and
+    the output written tile by tile, committed at the end or removed on failure). The output
+    keeps the input's scale, and its integer type when the input held integer counts
+    (:func:`hsirestore.io.output_dtype`). Atomic; never replaces an input (OptionError) or an
+    existing output without ``force``. Returns {"shape": (bands, rows, cols), "dtype":
+    written type, "files": written files, "info": ``restorer.last_info``}.
+    """
+    from hsirestore.io import (create_cube, detect_format, open_cube, output_dtype_for,
+                               output_paths, read_cube, writable_dtype, write_cube)
+    from hsirestore.io.files import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs([src], output_paths(dst))
+    if not stream:
+        cube = read_cube(src, var=var, layout=layout)
+        dtype = output_dtype_for(cube, dst)
+        out = restorer.restore(cube, degradation)
+        files = write_cube(out, dst, force=force, dtype=dtype)
+        shape = out.shape
+    else:
+        source = open_cube(src, var=var, layout=layout)
+        try:
+            dtype = output_dtype_for(source, dst)
+            sink = create_cube(dst, source.meta, source.shape, force=force, dtype=dtype)
+            try:
+                restorer.restore_stream(source, sink, degradation)
+                sink.commit()
+            except BaseException:
+                sink.abort()
+                raise
+            shape = tuple(int(s) for s in source.shape)
+        finally:
+            source.close()
+        files = output_paths(dst)
+    return {"shape": tuple(shape), "dtype": writable_dtype(detect_format(dst), dtype) or "float32",
+            "files": [Path(f) for f in files], "info": restorer.last_info}

@@ -11,11 +11,16 @@ import numpy as np
 
 from hsirestore.errors import FormatError
 from hsirestore.io.cube import ArraySink, ArraySource, Cube, CubeSink, CubeSource
+from hsirestore.io.describe import describe_cube
+from hsirestore.io.files import (CUBE_KINDS, IMAGE_KINDS, cube_files, cube_suffixes,
+                                 refuse_overwriting_inputs)
 from hsirestore.io.rgb import read_rgb, write_rgb
 
 __all__ = ["Cube", "CubeSource", "CubeSink", "ArraySource", "ArraySink", "read_cube",
            "write_cube", "open_cube", "create_cube", "read_rgb", "write_rgb", "detect_format",
-           "output_paths"]
+           "output_paths", "output_dtype", "counts_dtype", "output_dtype_for", "describe_cube",
+           "cube_files", "cube_suffixes", "CUBE_KINDS", "IMAGE_KINDS",
+           "refuse_overwriting_inputs"]
 
 _SUFFIX = {".hdr": "envi", ".img": "envi", ".dat": "envi", ".raw": "envi", ".bsq": "envi",
            ".bil": "envi", ".bip": "envi", ".tif": "tiff", ".tiff": "tiff", ".mat": "mat",
@@ -129,6 +134,49 @@ def writable_dtype(fmt: str, dtype: str | None) -> str | None:
     except TypeError:
         raise FormatError(f"unknown data type {dtype!r}") from None
     return _WIDER.get(fmt, {}).get(name, name)
+
+
+def counts_dtype(meta, sample) -> str | None:
+    """The integer type of the input's counts, or None: the source dtype of ``meta`` (a Cube
+    or a source's meta) when it is an integer type, the values were read as stored (not
+    divided by 255/65535 as RGB images are) and ``sample`` ((bands, h, w) values as read) holds
+    whole numbers only."""
+    attrs = getattr(meta, "attrs", None) or {}
+    source_dtype = getattr(meta, "source_dtype", None)
+    if not source_dtype or "bits" in attrs or np.dtype(source_dtype).kind not in "ui":
+        return None  # ("bits": RGB images are read as values / 255 or / 65535)
+    v = np.asarray(sample, np.float64)
+    v = v[np.isfinite(v)]
+    return source_dtype if v.size and np.array_equal(v, np.round(v)) else None
+
+
+def output_dtype(meta, sample, dst) -> str | None:
+    """The integer type to write a result of the cube ``meta`` (a Cube or a source's meta)
+    to ``dst`` in, or None for float32: the input's integer type when it held integer counts
+    (:func:`counts_dtype`; ``sample`` is a (bands, h, w) sample of the values), or a
+    GeoTIFF's stored integer type when its band scales/offsets were applied on reading and
+    ``dst`` is a GeoTIFF again (written back as counts with the same scales). Other scaled
+    inputs (e.g. CAVE HDF5 with a 'scale' attribute) give fractional values and are written
+    as float32."""
+    attrs = getattr(meta, "attrs", None) or {}
+    stored = attrs.get("stored_dtype")
+    if stored and "band_scales" in attrs and np.dtype(stored).kind in "ui":
+        try:
+            return stored if detect_format(dst) == "geotiff" else None
+        except Exception:  # an unknown output format is reported by the writer
+            return None
+    return counts_dtype(meta, sample)
+
+
+def output_dtype_for(data: Cube | CubeSource, dst) -> str | None:
+    """:func:`output_dtype` for a Cube (sampling every 7th row and column) or a CubeSource
+    (sampling its central 128 x 128 window, so a big file is not read whole)."""
+    if isinstance(data, Cube):
+        return output_dtype(data, data.data[:, ::7, ::7], dst)
+    _, h, w = data.shape
+    r0, c0 = max(0, h // 2 - 64), max(0, w // 2 - 64)
+    return output_dtype(data.meta, data.read_window(r0, min(h, r0 + 128), c0, min(w, c0 + 128)),
+                        dst)
 
 
 def write_cube(cube: Cube, path, *, force: bool = False, dtype: str | None = None,

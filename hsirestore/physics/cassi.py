@@ -9,9 +9,14 @@ return the same type.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from hsirestore.errors import ShapeError
+
+if TYPE_CHECKING:
+    from hsirestore.io.cube import Cube
 
 #: Band centres (nm) of the TSA-Net CASSI system (28 bands), as published with its data.
 CASSI_WAVELENGTHS_28 = (
@@ -154,3 +159,99 @@ def mean_intensity(y, mask, bands: int) -> float:
 def model_input(y, mask, bands: int, step: int = 2):
     """The S2-Transformer input: shift_back(y * 2 / bands) * mask, (..., bands, H, W)."""
     return shift_back(y * (2.0 / bands), bands, step) * mask
+
+
+def check_simulation_options(step: int = 2, crop: int = 0, shot_noise: float = 0.0,
+                             seed: int = 0) -> None:
+    """OptionError unless step >= 1, crop >= 0, shot_noise >= 0 (finite) and seed >= 0."""
+    from hsirestore.errors import OptionError
+
+    if step < 1:
+        raise OptionError(f"--step must be >= 1 pixel per band; got {step}")
+    if crop < 0:
+        raise OptionError(f"--crop must be >= 0 (0: no crop); got {crop}")
+    if not (np.isfinite(shot_noise) and shot_noise >= 0):
+        raise OptionError(f"--shot-noise must be >= 0 photons (0: noiseless); got {shot_noise:g}")
+    if seed < 0:
+        raise OptionError(f"--seed must be >= 0; got {seed}")
+
+
+def simulate_measurement(cube: Cube, mask, step: int = 2, *, to_28: bool = False,
+                         crop: int = 0, shot_noise: float = 0.0, seed: int = 0,
+                         name: str | None = None, mask_name: str | None = None
+                         ) -> tuple[Cube, Cube]:
+    """A CASSI snapshot of a Cube, as ``hsirestore simulate-cassi`` makes it.
+
+    cube: Cube (B, H, W) without invalid pixels in the simulated area; mask: (h, w) array or
+    a one-plane Cube. ``to_28`` first resamples the bands (wavelengths in nm or um) onto
+    :data:`CASSI_WAVELENGTHS_28`, ``crop`` > 0 then keeps the central crop x crop pixels;
+    ``shot_noise`` > 0 adds Poisson noise with that many photons at value 1 (``seed``).
+    ``name``/``mask_name`` label error messages (e.g. the files).
+    Returns (measurement Cube (1, h, w + step*(B'-1)), attrs bands/step; the cube it was
+    simulated from, (B', h, w) with its wavelengths and moved georeference, attrs noting
+    the resampling and crop).
+    """
+    from hsirestore.errors import InvalidValueError, OptionError
+    from hsirestore.io.cube import Cube
+
+    check_simulation_options(step, crop, shot_noise, seed)
+    label = name or "the cube"
+    if cube.bands < 2:
+        raise ShapeError(f"{label}: a CASSI snapshot needs a cube with several bands; got "
+                         f"{cube.bands}")
+    data, valid, transform = cube.data, cube.valid, cube.transform
+    wl, units = cube.wavelengths, cube.wavelength_units
+    fwhm, band_names = cube.fwhm, cube.band_names
+    attrs: dict = {}
+    if to_28:
+        from hsirestore.physics.rgb import wavelengths_nm
+
+        if wl is None:
+            raise InvalidValueError(f"{label} has no wavelengths, so --to-28 cannot resample it")
+        nm = wavelengths_nm(wl, units)
+        lo, hi = CASSI_WAVELENGTHS_28[0], CASSI_WAVELENGTHS_28[-1]
+        if nm.min() > lo + 10 or nm.max() < hi - 10:
+            raise InvalidValueError(f"{label}: its bands ({nm.min():g}-{nm.max():g} nm) do not "
+                                    f"cover the 28 TSA-Net bands ({lo:g}-{hi:g} nm) that --to-28 "
+                                    "resamples onto")
+        data = interpolate_bands(data, nm, CASSI_WAVELENGTHS_28)
+        wl, units, fwhm, band_names = np.asarray(CASSI_WAVELENGTHS_28), "nm", None, None
+        attrs["resampled"] = "28 TSA-Net bands"
+    if crop:
+        _, h, w = data.shape
+        if crop > min(h, w):
+            raise OptionError(f"--crop {crop} is larger than the cube ({h}x{w})")
+        r0, c0 = (h - crop) // 2, (w - crop) // 2
+        data = data[:, r0 : r0 + crop, c0 : c0 + crop]
+        valid = None if valid is None else valid[r0 : r0 + crop, c0 : c0 + crop]
+        if transform is not None:  # move the origin to the crop's top-left pixel
+            a, b, x0, d, e, y0 = transform
+            transform = (a, b, x0 + a * c0 + b * r0, d, e, y0 + d * c0 + e * r0)
+        attrs["crop"] = crop
+    if valid is not None and not valid.all():
+        raise InvalidValueError(f"{label}: {int((~valid).sum())} invalid (nodata/NaN) pixels "
+                                "in the simulated area; a CASSI snapshot mixes neighbouring "
+                                "pixels, so crop them away first (--crop)")
+    if isinstance(mask, Cube):
+        if mask.bands != 1:
+            raise ShapeError(f"{mask_name or 'the mask'}: expected a 2-D mask, got {mask.bands} "
+                             "planes")
+        mask = mask.data[0]
+    mask = np.asarray(mask, np.float32)
+    if mask.ndim == 3 and mask.shape[0] == 1:
+        mask = mask[0]
+    if mask.ndim != 2:
+        raise ShapeError(f"{mask_name or 'the mask'}: expected a 2-D mask, got shape {mask.shape}")
+    if mask.shape != data.shape[1:]:
+        raise ShapeError(f"mask {mask.shape[0]}x{mask.shape[1]} does not match the cube's "
+                         f"{data.shape[1]}x{data.shape[2]}")
+    y = cassi_forward(data, mask, step)
+    if shot_noise > 0:
+        rng = np.random.default_rng(seed)
+        y = (rng.poisson(np.clip(y, 0, None) * shot_noise).astype(np.float32)
+             / np.float32(shot_noise))
+    meas = Cube(y[None].astype(np.float32), attrs={"bands": data.shape[0], "step": step})
+    ref = Cube(np.ascontiguousarray(data, dtype=np.float32), wavelengths=wl,
+               wavelength_units=units, fwhm=fwhm, band_names=band_names, nodata=cube.nodata,
+               crs=cube.crs, transform=transform, attrs=attrs)
+    return meas, ref
