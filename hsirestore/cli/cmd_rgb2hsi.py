@@ -6,37 +6,13 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import command, run_jobs
+from hsirestore.cli.common import FORMAT_HELP, command, expand_inputs, format_suffix, run_jobs
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-FORMATS = ("h5", "tif", "mat", "hdr")
 
 
 def _is_own_output(f: Path) -> bool:
     """NAME_hsi.* cubes and NAME_hsi_preview.png previews written by earlier runs."""
     return f.stem.endswith("_hsi") or f.stem.endswith("_hsi_preview")
-
-
-def _expand(inputs: list[Path]) -> tuple[list[Path], bool]:
-    """Images to convert and whether a folder was given. Folders contribute their images,
-    except hidden files and earlier outputs (NAME_hsi.*, NAME_hsi_preview.png)."""
-    from hsirestore.errors import FormatError
-
-    files: list[Path] = []
-    folder = False
-    for p in inputs:
-        if p.is_dir():
-            folder = True
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
-                           and not f.name.startswith(".") and not _is_own_output(f)
-                           and not f.is_dir())
-            if not found:
-                raise FormatError(f"{p}: no PNG/JPEG/TIFF images in this folder (earlier "
-                                  "outputs NAME_hsi.* and hidden files are not read)")
-            files += found
-        else:
-            files.append(p)
-    return files, folder
 
 
 @command(app, "rgb2hsi", help="""Reconstruct a 31-band spectral cube (400-700 nm, 10 nm steps)
@@ -86,8 +62,7 @@ def rgb2hsi(
                                      "input RGB through the camera response (needs --camera, or "
                                      "the NTIRE response in HSIRESTORE_DATA)."),
     srgb: bool = typer.Option(False, help="Input is gamma-encoded sRGB: linearise it first."),
-    fmt: str = typer.Option("h5", "--format", help="Output format when the output is named for "
-                            "you (folder outputs, no -o): h5, tif, mat, hdr."),
+    fmt: str = typer.Option("h5", "--format", help=FORMAT_HELP),
     tile: int = typer.Option(256, help="Tile size for big photos (0: whole image at once)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     preview: bool = typer.Option(False, help="Write a false-colour OUTPUT_preview.png beside each output."),
@@ -102,15 +77,17 @@ def rgb2hsi(
     from hsirestore.io.atomic import check_writable
     from hsirestore.io.rgb import read_rgb
 
-    if fmt.lstrip(".") not in FORMATS:
-        raise OptionError(f"--format {fmt!r}: use h5, tif, mat or hdr")
-    ext = "." + fmt.lstrip(".")
+    ext = format_suffix(fmt)
     ignored = [] if tta else [o for o, v in (("--tta-steps", tta_steps), ("--tta-lr", tta_lr))
                               if v is not None]
     if ignored:
         _err(f"warning: {' and '.join(ignored)} {'are' if len(ignored) > 1 else 'is'} ignored "
              "without --tta", prefix=False)
-    files, folder = _expand(inputs)
+    from hsirestore.io.files import IMAGE_KINDS
+
+    files, folder = expand_inputs(inputs, IMAGE_KINDS, "no PNG/JPEG/TIFF images in this folder "
+                                  "(earlier outputs NAME_hsi.* and hidden files are not read)",
+                                  skip=_is_own_output)
     batch = len(files) > 1 or folder
     to_folder = output_is_folder(output, batch)
 

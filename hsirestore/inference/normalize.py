@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from hsirestore.errors import InvalidValueError, OptionError
-from hsirestore.io.common import equals_nodata
+from hsirestore.io.common import bad_bands, equals_nodata  # noqa: F401 (bad_bands re-exported)
 from hsirestore.io.cube import ArraySource, Cube
 from hsirestore.physics.cassi import _is_torch  # the package's one torch-or-numpy test
 
@@ -317,22 +317,6 @@ def _positive(value: float, fallback: float | None) -> float:
         if v is not None and math.isfinite(v) and v > 0:
             return float(v)
     return 1.0
-
-
-def bad_bands(meta: Any, bands: int) -> np.ndarray | None:
-    """bool (bands,): the bands an ENVI bad band list flags (``bbl`` = 0, kept by the ENVI
-    reader in ``attrs["envi_header"]``); None when there is no list, it does not fit
-    ``bands``, or it flags no band (or every band)."""
-    attrs = getattr(meta, "attrs", None)
-    header = attrs.get("envi_header") if isinstance(attrs, dict) else None
-    bbl = header.get("bbl") if isinstance(header, dict) else None
-    if not isinstance(bbl, (list, tuple)) or len(bbl) != bands:
-        return None
-    try:
-        bad = np.array([float(v) == 0 for v in bbl])
-    except (TypeError, ValueError):
-        return None
-    return bad if bad.any() and not bad.all() else None
 
 
 def fill_bad_bands(block: np.ndarray, bad: np.ndarray) -> np.ndarray:

@@ -170,3 +170,19 @@ def provenance(attrs: dict) -> dict[str, str]:
             continue
         out[str(k)] = " ".join(str(v).replace("{", "(").replace("}", ")").split())
     return out
+
+
+def bad_bands(meta, bands: int) -> np.ndarray | None:
+    """bool (bands,): the bands an ENVI bad band list flags (``bbl`` = 0, kept by the ENVI
+    reader in ``attrs["envi_header"]``); None when there is no list, it does not fit
+    ``bands``, or it flags no band (or every band)."""
+    attrs = getattr(meta, "attrs", None)
+    header = attrs.get("envi_header") if isinstance(attrs, dict) else None
+    bbl = header.get("bbl") if isinstance(header, dict) else None
+    if not isinstance(bbl, (list, tuple)) or len(bbl) != bands:
+        return None
+    try:
+        bad = np.array([float(v) == 0 for v in bbl])
+    except (TypeError, ValueError):
+        return None
+    return bad if bad.any() and not bad.all() else None

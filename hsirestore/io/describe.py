@@ -28,7 +28,7 @@ def describe_cube(path, var: str | None = None, layout: str | None = None,
         b, h, w = src.shape
         m = src.meta
         stats, invalid_px, missing = _scan(src, m.nodata, strip_pixels)
-        from hsirestore.inference.normalize import bad_bands  # (imports no torch)
+        from hsirestore.io.common import bad_bands
 
         bbl = bad_bands(m, b)
         attrs = m.attrs or {}
