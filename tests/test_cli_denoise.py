@@ -142,7 +142,7 @@ def test_scaled_integer_source_is_written_as_float(tmp_path, hsivar_tiny_weights
     src = tmp_path / "scaled.h5"
     c = _cube(31)
     write_cube(Cube(c.data / 4000, source_dtype="float32"), src)
-    from hsirestore.cli.common import output_dtype
+    from hsirestore.io import output_dtype
 
     def meta(dt):
         return Cube(c.data[:, :2, :2], source_dtype=dt)

@@ -32,7 +32,7 @@ def test_info_text_and_json(tmp_path):
 
 
 def test_info_windowed_matches_whole(tmp_path):
-    from hsirestore.cli.cmd_info import cube_info
+    from hsirestore.io.describe import describe_cube as cube_info
 
     path = _cube(tmp_path)
     a, b = cube_info(str(path)), cube_info(str(path), strip_pixels=12)  # one row per strip

@@ -83,9 +83,6 @@ def test_output_dtype_for_cube_and_source(tmp_path):
         s.close()
     assert counts_dtype(cube, cube.data / 7) is None  # fractional values: float32
     assert output_dtype(Cube(np.ones((2, 3, 3))), np.ones((2, 3, 3)), "o.h5") is None
-    from hsirestore.cli.common import output_dtype as old_name
-
-    assert old_name is output_dtype
 
 
 # ------------------------------------------------------------------ folder listings

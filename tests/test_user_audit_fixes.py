@@ -121,3 +121,13 @@ def test_denoise_auto_leaves_a_clean_cube_unchanged(tmp_path, hsivar_tiny_weight
                             "-d", "generic"] + common)
     assert r.exit_code == 0 and "unchanged" not in r.stderr
     assert not np.array_equal(read_cube(tmp_path / "g.h5").data, x)
+
+
+def test_outputs_that_cannot_hold_the_cube_are_usage_errors(tmp_path):
+    write_cube(Cube(np.random.default_rng(0).random((31, 8, 8)).astype(np.float32)), tmp_path / "c.h5")
+    for args in (["denoise", str(tmp_path / "c.h5"), "-o", str(tmp_path / "x.png"), "-d", "noise"],
+                 ["denoise", str(tmp_path / "c.h5"), "-o", str(tmp_path / "x.xyz"), "-d", "noise"],
+                 ["degrade", str(tmp_path / "c.h5"), str(tmp_path / "x.xyz"), "-d", "noise"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2 and "-o " in r.stderr, (args, r.output)
+    assert not any(p.name.startswith("x.") for p in tmp_path.iterdir())

@@ -8,7 +8,8 @@ import typer
 
 from hsirestore.cli.app import app
 from hsirestore.cli.common import (DEVICE_HELP, FORMAT_HELP, SPECTRA_HELP, THREADS_HELP, _err,
-                                   command, expand_inputs, parse_pixels, run_jobs)
+                                   check_cube_output, command, expand_inputs, parse_pixels,
+                                   run_jobs)
 
 
 def _default_output(meas: Path, outdir: Path | None = None, ext: str = ".h5") -> Path:
@@ -134,6 +135,7 @@ def cassi(
         if not files[0].exists():
             raise FormatError(f"{files[0]}: file not found")
         dst = output if output is not None and not to_folder else _default_output(files[0], outdir, ext)
+        check_cube_output(dst, "the decoded cube")
         jobs = [(files[0], dst)]
     check_batch_files(files + [mask, reference],
                       [p for _, dst in jobs for p in _targets(dst, preview, reference)],

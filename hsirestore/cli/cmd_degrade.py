@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import FORCE_HELP, SPECTRA_HELP, check_layout, command, parse_pixels
+from hsirestore.cli.common import (FORCE_HELP, SPECTRA_HELP, check_cube_output, check_layout,
+                                   command, parse_pixels)
 from hsirestore.physics.degradations import DEGRADATION_TYPES
 
 HELP = f"""Degrade a cube with seeded synthetic degradations (to test restorers): IN -> OUT.
@@ -72,6 +73,7 @@ def degrade(
         scaling = f"scale:{scale:g}"
     if spectra and not preview:
         raise OptionError("--spectra needs --preview")
+    check_cube_output(dst, "the degraded cube", allow_rgb=True)  # PNG/JPEG: 3-band inputs
     outs = output_paths(dst)
     png = dst.with_name(dst.stem + "_preview.png")
     extra = ([png] + ([spectra_path(png)] if spectra else [])) if preview else []

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import (DEVICE_HELP, FORMATS, THREADS_HELP, _err, command,
-                                   expand_inputs, run_jobs)
+from hsirestore.cli.common import (DEVICE_HELP, FORMATS, THREADS_HELP, _err, check_cube_output,
+                                   command, expand_inputs, run_jobs)
 
 _TYPES = ("noise, niid-noise, poisson, impulse, stripes, deadlines, blur, motion-blur, sr, "
           "inpaint, band-missing, haze")
@@ -150,6 +150,7 @@ def _restore_cmd(
 
             raise FormatError(f"{src}: file not found")
         dst = _target(src, output, var, ext) if to_folder or output is None else output
+        check_cube_output(dst, "the restored cube")
         jobs = [(src, dst)]
         targets = output_paths(dst) + ([_preview_path(dst)] if preview else [])
         refuse_overwriting_inputs([src], targets)

@@ -8,7 +8,6 @@ import typer
 
 from hsirestore.cli.app import app
 from hsirestore.cli.common import command
-from hsirestore.io.describe import describe_cube as cube_info  # noqa: F401 (its old name here)
 
 HELP = """Describe a cube: shape (bands x rows x cols), data type, format, wavelengths,
 fwhm, units, CRS and transform, nodata, invalid-pixel and missing-value counts, bad bands

@@ -6,7 +6,8 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import FORMAT_HELP, command, expand_inputs, format_suffix, run_jobs
+from hsirestore.cli.common import (FORMAT_HELP, check_cube_output, command, expand_inputs,
+                                   format_suffix, run_jobs)
 
 
 
@@ -71,9 +72,9 @@ def rgb2hsi(
 ) -> None:
     from hsirestore.cli.common import (_err, check_batch_files, check_distinct_targets,
                                        output_is_folder, refuse_overwriting_inputs)
-    from hsirestore.errors import FormatError, OptionError
+    from hsirestore.errors import FormatError
     from hsirestore.inference.rgb2hsi import RgbToHsi
-    from hsirestore.io import detect_format, output_paths, write_cube
+    from hsirestore.io import output_paths, write_cube
     from hsirestore.io.atomic import check_writable
     from hsirestore.io.rgb import read_rgb
 
@@ -105,9 +106,7 @@ def rgb2hsi(
         if not src.exists():
             raise FormatError(f"{src}: file not found")
         dst = named(src) if to_folder or output is None else output
-        if detect_format(dst) == "rgb":
-            raise OptionError(f"-o {dst}: PNG/JPEG hold 3-band images; write the 31-band cube "
-                              "as .h5, .tif, .mat or .hdr")
+        check_cube_output(dst, "the 31-band cube")
         jobs = [(src, dst)]
         targets = output_paths(dst) + ([preview_of(dst)] if preview else [])
         refuse_overwriting_inputs([src], targets)

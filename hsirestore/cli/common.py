@@ -10,9 +10,7 @@ from typing import Callable
 import typer
 
 from hsirestore.errors import HsiRestoreError
-# moved to the library; imported here for the commands (and callers) that use these names
-from hsirestore.io import output_dtype  # noqa: F401
-from hsirestore.io.files import input_files, refuse_overwriting_inputs  # noqa: F401
+from hsirestore.io.files import refuse_overwriting_inputs  # noqa: F401 (for the commands)
 
 
 def _err(msg: str, prefix: bool = True) -> None:
@@ -229,3 +227,19 @@ def check_layout(layout: str | None) -> str | None:
     if layout is not None and layout not in ("bands-first", "bands-last"):
         raise OptionError(f"--layout must be bands-first or bands-last, not {layout!r}")
     return layout
+
+
+def check_cube_output(dst, what: str = "the cube", allow_rgb: bool = False) -> None:
+    """A usage error (exit 2) for an output path that cannot hold the result: an unknown
+    suffix, or PNG/JPEG (3-band images) unless ``allow_rgb``."""
+    from hsirestore.errors import FormatError, OptionError
+    from hsirestore.io import detect_format
+
+    try:
+        fmt = detect_format(dst)
+    except FormatError:
+        raise OptionError(f"-o {dst}: unknown output format; write {what} as .h5, .tif, .mat "
+                          "or .hdr") from None
+    if fmt == "rgb" and not allow_rgb:
+        raise OptionError(f"-o {dst}: PNG/JPEG hold 3-band images; write {what} as .h5, .tif, "
+                          ".mat or .hdr")
