@@ -6,8 +6,8 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
-from hsirestore.cli.common import (FORMAT_HELP, check_cube_output, command, expand_inputs,
-                                   format_suffix, run_jobs)
+from hsirestore.cli.common import (DEVICE_HELP, FORMAT_HELP, THREADS_HELP, check_cube_output,
+                                   command, expand_inputs, format_suffix, run_jobs, set_threads)
 
 
 
@@ -65,7 +65,8 @@ def rgb2hsi(
     srgb: bool = typer.Option(False, help="Input is gamma-encoded sRGB: linearise it first."),
     fmt: str = typer.Option("h5", "--format", help=FORMAT_HELP),
     tile: int = typer.Option(256, help="Tile size for big photos (0: whole image at once)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    threads: int = typer.Option(0, help=THREADS_HELP),
     preview: bool = typer.Option(False, help="Write a false-colour OUTPUT_preview.png beside each output."),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
     summary: Path = typer.Option(None, help="Also append the JSON lines to this file."),
@@ -79,6 +80,7 @@ def rgb2hsi(
     from hsirestore.io.rgb import read_rgb
 
     ext = format_suffix(fmt)
+    set_threads(threads)
     ignored = [] if tta else [o for o, v in (("--tta-steps", tta_steps), ("--tta-lr", tta_lr))
                               if v is not None]
     if ignored:
