@@ -119,7 +119,9 @@ def test_tiny_training_learns_and_resumes(tmp_path):
     r1b = Trainer(TrainConfig(stage=1, steps=45, **common), tmp_path, resume=True, cubes=cubes,
                   synthetic=synth).run(echo=lambda s: None)
     assert r1["step"] == 40 and r1b["step"] == 45
-    with pytest.raises(OptionError):
+    from hsirestore.errors import OutputExistsError
+
+    with pytest.raises(OutputExistsError):  # an existing run is never replaced without --resume
         Trainer(TrainConfig(stage=1, steps=5, **common), tmp_path, cubes=cubes, synthetic=synth)
     tr2 = Trainer(TrainConfig(stage=2, steps=40, p_camspec=0.5, **common), tmp_path, cubes=cubes,
                   synthetic=synth, cameras=(cams[0], [cams[1]]))

@@ -286,7 +286,9 @@ def test_hsivar_run_folder_and_resume_checks(tmp_path):
 
     sc = _scenes()
     train(_hsivar_cfg(tmp_path, "run", 1, 2), scenes=sc, log=_quiet)
-    with pytest.raises(OptionError, match="last.pt exists; pass --resume to continue it or use another --out"):
+    from hsirestore.errors import OutputExistsError
+
+    with pytest.raises(OutputExistsError, match="last.pt exists; pass --resume to continue it or use another --out"):
         train(_hsivar_cfg(tmp_path, "run", 1, 3), scenes=sc, log=_quiet)
     with pytest.raises(ModelError, match="is for preset 'hsivar-tiny', not 'hsivar-compact'"):
         train(_hsivar_cfg(tmp_path, "run", 1, 3, preset="hsivar-compact"), resume=True, scenes=sc, log=_quiet)

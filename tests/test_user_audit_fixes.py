@@ -117,6 +117,11 @@ def test_denoise_auto_leaves_a_clean_cube_unchanged(tmp_path, hsivar_tiny_weight
         assert r.exit_code == 0, r.output
         assert "written unchanged" in r.stderr and "written unchanged" in r.stdout
         np.testing.assert_array_equal(read_cube(tmp_path / name).data, x)
+        import h5py
+
+        with h5py.File(tmp_path / name) as f:  # the processing note, in memory and streamed
+            notes = {**f.attrs, **f["cube"].attrs}
+        assert any("nothing detected" in str(v) for v in notes.values()), (name, notes)
     r = runner.invoke(app, ["denoise", str(tmp_path / "c.h5"), "-o", str(tmp_path / "g.h5"),
                             "-d", "generic"] + common)
     assert r.exit_code == 0 and "unchanged" not in r.stderr

@@ -183,8 +183,8 @@ def _restore_cmd(
                                          if info.get("estimated") else "")
         if info.get("unchanged"):
             message = (f"nothing to restore detected (estimated sigma {info['sigma_255']}/255, no "
-                       "missing bands or pixels): written unchanged; name the degradation with "
-                       "-d (or -d generic) to run the model anyway")
+                       "empty bands, no scattered empty pixels): written unchanged; name the "
+                       "degradation with -d (or -d generic) to run the model anyway")
             _err(f"warning: {src}: {message}", prefix=False)
         return {"message": message,
                 "degradation": info["degradation"], "model": info["model"], "shape": list(shape)}

@@ -51,8 +51,9 @@ def models_cmd(
         return
     refs = list(dict.fromkeys(r["reference"] for r in rows if r["reference"]))  # in order, once
     table = Table(title="hsirestore models")
-    for col in ("name", "task", "bands", "shipped weights", "description", "ref."):
-        # file and model names are folded onto several lines, never cut short with "..."
+    table.add_column("name", no_wrap=True)  # model names stay whole (they are typed)
+    for col in ("task", "bands", "shipped weights", "description", "ref."):
+        # file names and text are folded onto several lines, never cut short with "..."
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(r["name"], r["task"], str(r["bands"] or "any"), r["weights"] or "-",

@@ -9,7 +9,7 @@ import typer
 
 from hsirestore.cli.app import train_app
 from hsirestore.cli.common import command
-from hsirestore.errors import OptionError
+from hsirestore.errors import FormatError, OptionError
 
 
 @command(train_app, "cassi", help="""Train S2-Transformer for CASSI decoding (resumable).
@@ -68,7 +68,7 @@ def train_cassi(
     spec = get_spec(preset)
     data_dir = data or shared_data_dir()
     if not (data_dir / "cave" / "train").is_dir() or not (data_dir / "cassi").is_dir():
-        raise OptionError(f"training data not found under {data_dir} (expected cave/train and cassi/)")
+        raise FormatError(f"training data not found under {data_dir} (expected cave/train and cassi/)")
     cfg = CassiTrainConfig(preset=preset, out=str(out), steps=steps, batch_size=batch_size,
                            patch=patch, lr=lr, mask_aware=mask_aware, shot_noise=shot_noise,
                            max_minutes=max_minutes, val_every=val_every, log_every=log_every,
@@ -156,7 +156,7 @@ def train_cassi_pool(
 
     data_dir = data or shared_data_dir()
     if not (data_dir / "cave" / "train").is_dir() or not (data_dir / "cassi").is_dir():
-        raise OptionError(f"training data not found under {data_dir} (expected cave/train and cassi/)")
+        raise FormatError(f"training data not found under {data_dir} (expected cave/train and cassi/)")
     if shards < 1 or not 0 <= shard < shards:
         raise OptionError(f"--shard must be in 0..{shards - 1}; got {shard}")
     if real_per_scene < 0 or iterations < 1 or threads < 1:

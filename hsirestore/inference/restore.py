@@ -463,6 +463,11 @@ class Restorer:
             sample = scaling.to_model(raw)
         names, info = self.choose_degradation(sample, degradation)
         if _nothing_to_do(info):  # auto found a clean cube: copied unchanged
+            meta = getattr(sink, "meta", None)
+            if meta is not None:  # the same processing note as in memory (a copy of the meta)
+                meta = meta.with_data(meta.data)
+                meta.attrs = {**meta.attrs, "restoration": "none (auto: nothing detected)"}
+                sink.meta = meta
             _copy_stream(raw_source, sink)
             self.last_info = {**info, "unchanged": True, "model": self.describe(),
                               "scaling": scaling.describe(),

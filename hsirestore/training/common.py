@@ -103,7 +103,7 @@ def check_run_folder(ckpt: Path, resume: bool) -> None:
         raise OptionError(f"--resume: no checkpoint {ckpt} to continue (check --out, or leave "
                           "out --resume to start a new run)")
     if not resume and ckpt.exists():
-        raise OptionError(f"{ckpt} exists; pass --resume to continue it or use another --out")
+        raise OutputExistsError(f"{ckpt} exists; pass --resume to continue it or use another --out")
 
 
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hsirestore.errors import ModelError, OptionError
+from hsirestore.errors import FormatError, ModelError, OptionError
 from hsirestore.training.common import set_torch_rng_state, torch_rng_state
 
 VAL_TASKS = ("noise:sigma=30", "blur", "sr:scale=4", "inpaint:ratio=0.7", "stripes+noise:sigma=15")
@@ -126,7 +126,7 @@ def load_scenes(data_dir: Path | None = None, split: str = "train") -> list[np.n
     folder = (data_dir or shared_data_dir()) / "cave" / split
     files = sorted(folder.glob("*.h5"))
     if not files:
-        raise OptionError(f"no CAVE scenes (*.h5) in {folder}; pass --data DIR")
+        raise FormatError(f"no CAVE scenes (*.h5) in {folder}; pass --data DIR")
     return [load_cave_scene(f)[0] for f in files]
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hsirestore.errors import HsiRestoreError, ModelError, OptionError
+from hsirestore.errors import FormatError, HsiRestoreError, ModelError, OptionError
 from hsirestore.models.mcga import charbonnier
 from hsirestore.training.common import set_torch_rng_state, torch_rng_state
 
@@ -124,7 +124,8 @@ class PatchSampler:
 
     def __init__(self, cubes: list[np.ndarray], seed: int = 0):
         if not cubes:
-            raise HsiRestoreError("no training scenes (CAVE train not found under the data folder)")
+            raise FormatError("no training scenes (CAVE train not found under the data folder; "
+                              "set HSIRESTORE_DATA)")
         self.cubes = cubes
         self.rng = np.random.default_rng(seed)
 
