@@ -274,6 +274,8 @@ class Checkpoint:
         state: state dict, float32 tensors, keys as the model names them.
         meta: the file's metadata (safetensors metadata, or a torch file's non-tensor entries).
         path: the file read.
+        replaced: the model name asked for when the file records another preset (which is
+            built instead), else None.
     """
 
     name: str
@@ -281,6 +283,15 @@ class Checkpoint:
     state: dict
     meta: dict[str, Any]
     path: Path
+    replaced: str | None = None
+
+    @property
+    def note(self) -> str | None:
+        """A one-line warning when the file's preset replaced the model asked for."""
+        if self.replaced is None:
+            return None
+        return (f"{self.path.name} holds {self.name} weights: built as {self.name}, not as "
+                f"--model {self.replaced}")
 
     @property
     def config(self) -> dict[str, Any]:
@@ -370,12 +381,16 @@ def load_checkpoint(weights: os.PathLike | str | None, task: str, model_name: st
     state, meta = load_state_dict(path)
     named, overrides, state = _recorded_model(state, meta)
     tasks = {s.name: s.task for s in list_models()}
+    replaced = None
     if named in tasks:  # an unknown name (a renamed preset, another package's) is not used
         if tasks[named] != task:
             raise ModelError(f"{path} holds weights of the {tasks[named]} model {named!r}, "
                              f"not {what}")
+        if model_name is not None and named != model_name:
+            replaced = model_name
         name = named
-    return Checkpoint(name=name, overrides=overrides, state=state, meta=meta, path=path)
+    return Checkpoint(name=name, overrides=overrides, state=state, meta=meta, path=path,
+                      replaced=replaced)
 
 
 def load_model(weights: os.PathLike | str | None, task: str, model_name: str | None,

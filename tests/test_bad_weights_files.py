@@ -65,3 +65,18 @@ def test_rgb2hsi_checks_the_device_for_the_baseline_too(tmp_path):
                             "--device", "cuda:7"])
     assert "CUDA is not available" in _one_line(r, 2)
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_model_option_replaced_by_the_preset_the_weights_record(tmp_path, hsivar_tiny_weights):
+    """--model names one preset, the file records another: the file's is built (its tensors
+    only fit that one), with a one-line warning; no warning when --model is left out."""
+    rng = np.random.default_rng(0)
+    write_cube(Cube(rng.random((31, 16, 16)).astype(np.float32)), tmp_path / "c.h5")
+    base = ["denoise", str(tmp_path / "c.h5"), "--weights", str(hsivar_tiny_weights), "-d", "noise",
+            "--device", "cpu"]
+    r = runner.invoke(app, base + ["-o", str(tmp_path / "a.h5"), "--model", "hsivar-compact"])
+    assert r.exit_code == 0, r.output
+    assert "built as hsivar-tiny, not as --model hsivar-compact" in r.stderr
+    assert '"model": "hsivar-tiny' in r.stdout
+    r = runner.invoke(app, base + ["-o", str(tmp_path / "b.h5")])
+    assert r.exit_code == 0 and "warning" not in r.stderr

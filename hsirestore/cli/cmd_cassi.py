@@ -156,6 +156,8 @@ def cassi(
     decoder = CassiDecoder(method=method, model_name=model, weights=weights, device=device,
                            tile=tile or None, overlap=overlap, bands=bands, step=step,
                            gaptv_iters=iterations or 120, flip_ensemble=ensemble or flip_ensemble)
+    for note in decoder.notes:
+        _err(f"warning: {note}", prefix=False)
     if outdir is not None:
         outdir.mkdir(parents=True, exist_ok=True)
         if not batch:

@@ -88,7 +88,8 @@ def _restore_cmd(
                             "(default: the only 3-D one)."),
     layout: str = typer.Option(None, help="bands-first or bands-last, when a .mat/HDF5/TIFF "
                                "array's band axis is ambiguous."),
-    model: str = typer.Option("hsivar-compact", help="Registered restoration model."),
+    model: str = typer.Option(None, help="Registered restoration model (default hsivar-compact; "
+                              "a --weights file that records its preset is built as that)."),
     weights: Path = typer.Option(None, help="Checkpoint (.safetensors export or training last.pt) "
                                  "instead of the shipped weights."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
@@ -173,6 +174,8 @@ def _restore_cmd(
                         overlap=overlap if tile else 0, amp=amp, temperature=temperature,
                         top_k=top_k, seed=seed, group_overlap=band_overlap, scaling=scaling,
                         keep_observed=keep_observed, ensemble=ensemble)
+    for note in restorer.notes:
+        _err(f"warning: {note}", prefix=False)
     def one(src: Path, dst: Path) -> dict:
         shape = restore_file(restorer, src, dst, degradation, stream=stream, force=force,
                              var=var, layout=layout)["shape"]

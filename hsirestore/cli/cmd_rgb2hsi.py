@@ -122,6 +122,8 @@ def rgb2hsi(
                     tta_steps=5 if tta_steps is None else tta_steps,
                     tta_lr=1e-4 if tta_lr is None else tta_lr, method=method, srgb=srgb,
                     camera=camera, tile=tile or None, consistency=consistency)
+    for note in pred.notes:
+        _err(f"warning: {note}", prefix=False)
     if to_folder and output is not None:
         output.mkdir(parents=True, exist_ok=True)
     def one(src: Path, dst: Path) -> dict:

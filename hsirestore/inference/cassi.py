@@ -129,6 +129,7 @@ class CassiDecoder:
         self.device = resolve_device(device)
         self.model = None
         self.model_name = None
+        self.notes: list[str] = []  # warnings about the weights (e.g. --model not used)
         self.wavelengths = _wavelengths(CASSI_WAVELENGTHS_28, bands)
         self._unfolded = False  # the model takes the measurement (UnfoldedS2Transformer)
         if method == "s2former":
@@ -147,6 +148,7 @@ class CassiDecoder:
 
         ck = load_checkpoint(weights, "cassi", model_name,
                              DEFAULT_MODEL if weights is None else FILE_DEFAULT_MODEL)
+        self.notes += [ck.note] if ck.note else []
         model_bands = ck.config.get("in_chans")
         if model_bands is not None and model_bands != self.bands:
             raise ShapeError(f"model {ck.name!r} decodes {model_bands} bands; --bands is {self.bands}")

@@ -277,7 +277,7 @@ class Restorer:
             model (testing); ``model_name``/``weights`` are then ignored.
     """
 
-    def __init__(self, model_name: str | None = DEFAULT_MODEL, weights: str | Path | None = None,
+    def __init__(self, model_name: str | None = None, weights: str | Path | None = None,
                  device: str = "auto", tile: int | None = 128, overlap: int = 16,
                  amp: str = "auto", temperature: float = 0.0, top_k: int | None = None,
                  seed: int | None = None, group_overlap: int = 8, scaling: str = "auto",
@@ -304,6 +304,7 @@ class Restorer:
         self.keep_observed = keep_observed
         self.ensemble = bool(ensemble)
         self.model_name = model_name or DEFAULT_MODEL
+        self.notes: list[str] = []  # warnings about the weights (e.g. --model not used)
         self.device = resolve_device(device)
         self.tile, self.overlap, self.amp = tile, overlap, amp
         if tile is not None and overlap >= tile:
@@ -317,7 +318,7 @@ class Restorer:
         if net is not None:
             self.model, self.net = None, net
         else:
-            self.model = self._load(self.model_name, weights)
+            self.model = self._load(model_name, weights)
             self.net = None
 
     def _load(self, name: str | None, weights):
@@ -328,6 +329,7 @@ class Restorer:
 
         model, ck = load_model(weights, "restore", name, DEFAULT_MODEL)
         self.model_name, self.weights_path = ck.name, ck.path
+        self.notes += [ck.note] if ck.note else []
         self.multiple = model.size_multiple
         return model.to(self.device)
 

@@ -144,6 +144,8 @@ class RgbToHsi:
             raise OptionError("--tta needs --method mcga (the baseline has no codebook)")
         self.method = method
         self.model_name = model_name or DEFAULT_MODEL
+        self._model_asked = model_name
+        self.notes: list[str] = []  # warnings about the weights (e.g. --model not used)
         self.tta, self.tta_steps, self.tta_lr = bool(tta), int(tta_steps), float(tta_lr)
         self.srgb = srgb
         self.camera = None if camera is None else str(camera)
@@ -185,7 +187,8 @@ class RgbToHsi:
         from hsirestore.registry import get_spec
         from hsirestore.weights import load_model
 
-        model, ck = load_model(weights, "rgb2hsi", self.model_name, DEFAULT_MODEL)
+        model, ck = load_model(weights, "rgb2hsi", self._model_asked, DEFAULT_MODEL)
+        self.notes += [ck.note] if ck.note else []
         self.model_name, self.spec = ck.name, get_spec(ck.name)
         self.device = resolve_device(self.device_spec)
         self.model = model.to(self.device)
