@@ -156,6 +156,12 @@ def spectra_plot(cube: np.ndarray, pixels, wavelengths=None, size=(640, 400),
     return np.asarray(img)
 
 
+def preview_path(output) -> Path:
+    """``<output stem>_preview.png`` beside an output cube (every command's preview name)."""
+    output = Path(output)
+    return output.with_name(output.stem + "_preview.png")
+
+
 def spectra_path(out_png) -> Path:
     """``<name>_spectra.png`` beside the false-colour PNG (``<name>.png`` or
     ``<name>_preview.png``)."""

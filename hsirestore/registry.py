@@ -89,3 +89,15 @@ def build_model(name: str, **overrides: Any):
         return builder(**cfg)
     except (TypeError, ValueError) as e:
         raise ModelError(f"cannot build {name} with this configuration: {first_line(e)}") from e
+
+
+def output_wavelengths(recorded, bands: int, fallback=None):
+    """Band centres (nm, float64 (bands,)) of a model's ``bands`` outputs: the ``recorded``
+    ones (a spec's ``wavelengths``, a baseline file's) when they fit, else ``fallback`` when
+    it fits, else None (unknown)."""
+    import numpy as np
+
+    for w in (recorded, fallback):
+        if w is not None and len(w) == bands:
+            return np.array(w, np.float64)
+    return None

@@ -69,11 +69,11 @@ def test_errors_are_one_line(tmp_path, monkeypatch):
         r = runner.invoke(app, ["rgb2hsi", str(src), "-o", str(tmp_path / "o.h5")])
         assert r.exit_code == 1 and "mcga-compact.safetensors" in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
-    cases = [  # option mistakes (an unknown model too) exit 2 (usage)
+    cases = [  # option mistakes (an unknown model too) exit 2 (usage), a missing file 1
         (["--method", "poly", "--tta"], "--tta", 2),
         (["--method", "bogus"], "unknown method", 2),
         (["--method", "mcga", "--model", "nope"], "unknown model", 2),
-        (["--method", "poly", "--camera", str(tmp_path / "none.csv")], "not found", 2),
+        (["--method", "poly", "--camera", str(tmp_path / "none.csv")], "not found", 1),
     ]
     for extra, msg, code in cases:
         r = runner.invoke(app, ["rgb2hsi", str(src), "-o", str(tmp_path / "o.h5")] + extra)

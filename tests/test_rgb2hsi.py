@@ -265,6 +265,6 @@ def test_camera_cie_recovers_render_rgb_default_images(tmp_path, monkeypatch):
         out = RgbToHsi(method="poly", camera=cam).predict(rgb).data
         err[cam] = float(np.mean(np.abs(out - cube)))
     assert err["cie"] < 0.6 * err[None]
-    with pytest.raises(OptionError, match="file not found"):
+    with pytest.raises(FormatError, match="file not found"):
         RgbToHsi(method="poly", camera=str(tmp_path / "nope.csv"))
     assert RgbToHsi(method="poly", camera="ntire").predict(rgb).data.shape == (31, 8, 12)

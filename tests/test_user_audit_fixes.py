@@ -136,3 +136,15 @@ def test_outputs_that_cannot_hold_the_cube_are_usage_errors(tmp_path):
         r = runner.invoke(app, args)
         assert r.exit_code == 2 and "-o " in r.stderr, (args, r.output)
     assert not any(p.name.startswith("x.") for p in tmp_path.iterdir())
+
+
+def test_auto_does_not_call_a_cube_clean_when_its_sample_is_mostly_invalid():
+    """The pass-through needs a sample it can judge: an invalid centre (nodata swath) runs
+    the model as before instead of copying a possibly noisy cube."""
+    from hsirestore.inference.restore import auto_degradation
+
+    x = np.full((31, 64, 64), 0.4, np.float32)
+    assert auto_degradation(x)[1]["degradation"] == "none"
+    x[:, 4:60, 4:60] = np.nan  # 23 % of the sample valid
+    names, info = auto_degradation(x)
+    assert names == [] and info["degradation"] == "generic"

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
+from hsirestore.preview import preview_path
 from hsirestore.cli.common import (DEVICE_HELP, FORMAT_HELP, SPECTRA_HELP, THREADS_HELP, _err,
                                    check_cube_output, command, expand_inputs, parse_pixels,
                                    run_jobs)
@@ -177,7 +178,7 @@ def _targets(dst: Path, preview: bool, reference) -> list[Path]:
 
     out = output_paths(dst)
     if preview:
-        out.append(dst.with_name(dst.stem + "_preview.png"))
+        out.append(preview_path(dst))
     if reference is not None:
         from hsirestore.metrics import report_paths
 
@@ -200,7 +201,7 @@ def _decode_one(decoder, src: Path, var, mask_plane, mask: Path, dst: Path, prev
     if preview:
         from hsirestore.preview import write_preview
 
-        write_preview(cube, dst.with_name(dst.stem + "_preview.png"), wavelengths=wl, pixels=pixels,
+        write_preview(cube, preview_path(dst), wavelengths=wl, pixels=pixels,
                       force=force)
     result = {"method": decoder.describe(),
               "shape": list(cube.shape), "decode_seconds": round(seconds, 3)}

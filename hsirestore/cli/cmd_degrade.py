@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
+from hsirestore.preview import preview_path
 from hsirestore.cli.common import (FORCE_HELP, SPECTRA_HELP, check_cube_output, check_layout,
                                    command, parse_pixels)
 from hsirestore.physics.degradations import DEGRADATION_TYPES
@@ -75,7 +76,7 @@ def degrade(
         raise OptionError("--spectra needs --preview")
     check_cube_output(dst, "the degraded cube", allow_rgb=True)  # PNG/JPEG: 3-band inputs
     outs = output_paths(dst)
-    png = dst.with_name(dst.stem + "_preview.png")
+    png = preview_path(dst)
     extra = ([png] + ([spectra_path(png)] if spectra else [])) if preview else []
     refuse_overwriting_inputs([src], outs + extra)
     check_writable(outs + extra, force)

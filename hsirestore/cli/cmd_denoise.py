@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
+from hsirestore.preview import preview_path
 from hsirestore.cli.common import (DEVICE_HELP, FORMATS, THREADS_HELP, _err, check_cube_output,
                                    command, expand_inputs, run_jobs)
 
@@ -153,12 +154,12 @@ def _restore_cmd(
         dst = _target(src, output, var, ext) if to_folder or output is None else output
         check_cube_output(dst, "the restored cube")
         jobs = [(src, dst)]
-        targets = output_paths(dst) + ([_preview_path(dst)] if preview else [])
+        targets = output_paths(dst) + ([preview_path(dst)] if preview else [])
         refuse_overwriting_inputs([src], targets)
         if not to_folder:
             check_writable(targets, force)
     check_batch_files(files, [p for _, dst in jobs for p in output_paths(dst)
-                              + ([_preview_path(dst)] if preview else [])],
+                              + ([preview_path(dst)] if preview else [])],
                       summary, output if to_folder else None)
     if "+" in degradation or degradation.strip().lower() not in ("auto", "generic", "unknown"):
         from hsirestore.physics.degradations import parse_degradation
@@ -193,13 +194,9 @@ def _restore_cmd(
                 "degradation": info["degradation"], "model": info["model"], "shape": list(shape)}
 
     def outputs_of(dst: Path) -> list[Path]:
-        return output_paths(dst) + ([_preview_path(dst)] if preview else [])
+        return output_paths(dst) + ([preview_path(dst)] if preview else [])
 
     run_jobs(jobs, batch=batch, force=force, summary=summary, outputs_of=outputs_of, process=one)
-
-
-def _preview_path(dst: Path) -> Path:
-    return dst.with_name(dst.stem + "_preview.png")
 
 
 def _preview(dst: Path, stream: bool, force: bool) -> None:
@@ -215,7 +212,7 @@ def _preview(dst: Path, stream: bool, force: bool) -> None:
             src_out.close()
     else:
         out = read_cube(dst)
-    write_preview(out.data, _preview_path(dst), wavelengths=out.wavelengths, valid=out.valid,
+    write_preview(out.data, preview_path(dst), wavelengths=out.wavelengths, valid=out.valid,
                   force=force)
 
 

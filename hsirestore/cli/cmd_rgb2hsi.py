@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import app
+from hsirestore.preview import preview_path
 from hsirestore.cli.common import (DEVICE_HELP, FORMAT_HELP, THREADS_HELP, check_cube_output,
                                    command, expand_inputs, format_suffix, run_jobs, set_threads)
 
@@ -94,9 +95,6 @@ def rgb2hsi(
     batch = len(files) > 1 or folder
     to_folder = output_is_folder(output, batch)
 
-    def preview_of(dst: Path) -> Path:
-        return dst.with_name(dst.stem + "_preview.png")
-
     def named(src: Path) -> Path:
         return (output or src.parent) / (src.stem + "_hsi" + ext)
 
@@ -110,12 +108,12 @@ def rgb2hsi(
         dst = named(src) if to_folder or output is None else output
         check_cube_output(dst, "the 31-band cube")
         jobs = [(src, dst)]
-        targets = output_paths(dst) + ([preview_of(dst)] if preview else [])
+        targets = output_paths(dst) + ([preview_path(dst)] if preview else [])
         refuse_overwriting_inputs([src], targets)
         if not (to_folder and output is not None and not output.exists()):
             check_writable(targets, force)
     check_batch_files(files, [p for _, dst in jobs for p in output_paths(dst)
-                              + ([preview_of(dst)] if preview else [])],
+                              + ([preview_path(dst)] if preview else [])],
                       summary, output if to_folder else None)
 
     pred = RgbToHsi(model_name=model, weights=weights, device=device, tta=tta,
@@ -134,12 +132,12 @@ def rgb2hsi(
         if preview:
             from hsirestore.preview import write_preview
 
-            write_preview(cube.data, preview_of(dst), wavelengths=cube.wavelengths,
+            write_preview(cube.data, preview_path(dst), wavelengths=cube.wavelengths,
                           valid=cube.valid, force=force)
         return {"message": f"{rgb.rows}x{rgb.cols} RGB -> {cube.bands} bands",
                 "method": pred.describe(), "shape": list(cube.shape)}
 
     def outputs_of(dst: Path) -> list[Path]:
-        return output_paths(dst) + ([preview_of(dst)] if preview else [])
+        return output_paths(dst) + ([preview_path(dst)] if preview else [])
 
     run_jobs(jobs, batch=batch, force=force, summary=summary, outputs_of=outputs_of, process=one)

@@ -47,18 +47,17 @@ def simulate_cassi(
     seed: int = typer.Option(0, help="Seed for the shot noise (>= 0)."),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
 ) -> None:
-    from hsirestore.cli.common import refuse_overwriting_inputs
+    from hsirestore.cli.common import check_cube_output, refuse_overwriting_inputs
     from hsirestore.errors import OptionError
-    from hsirestore.io import detect_format, output_paths, read_cube, write_cube
+    from hsirestore.io import output_paths, read_cube, write_cube
     from hsirestore.io.atomic import check_writable
     from hsirestore.physics.cassi import check_simulation_options, simulate_measurement
 
     check_simulation_options(step, crop, shot_noise, seed)
+    check_cube_output(output, "the measurement")
     targets = output_paths(output)
     if save_reference is not None:
-        if detect_format(save_reference) == "rgb":
-            raise OptionError(f"--save-reference {save_reference}: a cube needs a cube format "
-                              "(.h5, .mat, .hdr, .tif), not PNG/JPEG")
+        check_cube_output(save_reference, "the reference cube", option="--save-reference")
         ref_targets = output_paths(save_reference)
         if {p.resolve() for p in ref_targets} & {p.resolve() for p in targets}:
             raise OptionError(f"--save-reference {save_reference} and -o {output} would write the "

@@ -229,7 +229,8 @@ def check_layout(layout: str | None) -> str | None:
     return layout
 
 
-def check_cube_output(dst, what: str = "the cube", allow_rgb: bool = False) -> None:
+def check_cube_output(dst, what: str = "the cube", allow_rgb: bool = False,
+                      option: str = "-o") -> None:
     """A usage error (exit 2) for an output path that cannot hold the result: an unknown
     suffix, or PNG/JPEG (3-band images) unless ``allow_rgb``."""
     from hsirestore.errors import FormatError, OptionError
@@ -238,8 +239,8 @@ def check_cube_output(dst, what: str = "the cube", allow_rgb: bool = False) -> N
     try:
         fmt = detect_format(dst)
     except FormatError:
-        raise OptionError(f"-o {dst}: unknown output format; write {what} as .h5, .tif, .mat "
-                          "or .hdr") from None
+        raise OptionError(f"{option} {dst}: unknown output format; write {what} as .h5, .tif, "
+                          ".mat or .hdr") from None
     if fmt == "rgb" and not allow_rgb:
-        raise OptionError(f"-o {dst}: PNG/JPEG hold 3-band images; write {what} as .h5, .tif, "
-                          ".mat or .hdr")
+        raise OptionError(f"{option} {dst}: PNG/JPEG hold 3-band images; write {what} as .h5, "
+                          ".tif, .mat or .hdr")

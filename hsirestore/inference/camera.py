@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hsirestore.errors import FormatError, ModelError, OptionError
+from hsirestore.errors import FormatError, ModelError
 
 #: the band grid of the 31-band models, on which library spectra are sampled
 WAVELENGTHS = np.arange(400.0, 701.0, 10.0)
@@ -86,13 +86,14 @@ def ntire_response():
 
 def resolve_camera(camera) -> tuple[str, object]:
     """A camera name or CSV path -> (key, spec): ("ntire", None), ("cie", None) or
-    ("file", Path). OptionError for a file that does not exist."""
+    ("file", Path). FormatError for a file that does not exist (exit 1, like any missing
+    input file)."""
     name = str(camera).strip()
     if name.lower() in CAMERA_NAMES:
         return name.lower(), None
     path = Path(name)
     if not path.is_file():
-        raise OptionError(f"--camera {name}: file not found (use a response CSV, "
+        raise FormatError(f"--camera {name}: file not found (use a response CSV, "
                           f"{' or '.join(CAMERA_NAMES)})")
     return "file", path
 

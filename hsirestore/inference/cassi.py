@@ -26,7 +26,7 @@ import numpy as np
 from hsirestore.errors import InvalidValueError, OptionError, ShapeError
 from hsirestore.io.cube import Cube
 from hsirestore.physics.cassi import CASSI_WAVELENGTHS_28, check_geometry, mean_intensity
-from hsirestore.registry import get_spec
+from hsirestore.registry import get_spec, output_wavelengths
 
 TRAIN_MEAN = 0.15
 #: smallest tile: two of the S2-Transformer's 8 px attention windows per side, so that its
@@ -39,9 +39,6 @@ DEFAULT_MODEL = "s2former-gaptv"
 FILE_DEFAULT_MODEL = "s2former-unfolded"
 
 
-def _wavelengths(recorded, bands: int) -> np.ndarray | None:
-    """``recorded`` band centres as float64 (bands,), or None when they do not fit ``bands``."""
-    return np.asarray(recorded, np.float64) if recorded is not None and len(recorded) == bands else None
 
 
 def as_plane(data: Cube | np.ndarray, what: str = "measurement",
@@ -130,7 +127,7 @@ class CassiDecoder:
         self.model = None
         self.model_name = None
         self.notes: list[str] = []  # warnings about the weights (e.g. --model not used)
-        self.wavelengths = _wavelengths(CASSI_WAVELENGTHS_28, bands)
+        self.wavelengths = output_wavelengths(CASSI_WAVELENGTHS_28, bands)
         self._unfolded = False  # the model takes the measurement (UnfoldedS2Transformer)
         if method == "s2former":
             self.model, self.model_name = self._load(model_name, weights)
@@ -154,7 +151,7 @@ class CassiDecoder:
             raise ShapeError(f"model {ck.name!r} decodes {model_bands} bands; --bands is {self.bands}")
         model = ck.build().to(self.device)
         self._unfolded = isinstance(model, UnfoldedS2Transformer)
-        self.wavelengths = _wavelengths(get_spec(ck.name).wavelengths, self.bands)
+        self.wavelengths = output_wavelengths(get_spec(ck.name).wavelengths, self.bands)
         return model, ck.name
 
     # -------------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ import numpy as np
 from hsirestore.errors import FormatError, InvalidValueError, ModelError, OptionError, ShapeError
 from hsirestore.io.cube import Cube
 
-from hsirestore.inference.camera import WAVELENGTHS, camera_response, convert_camera, resolve_camera
+from hsirestore.inference.camera import WAVELENGTHS, camera_matrix, camera_response, convert_camera
+from hsirestore.registry import output_wavelengths
 
 METHODS = ("mcga", "poly")
 DEFAULT_MODEL = "mcga-compact"
@@ -150,7 +151,7 @@ class RgbToHsi:
         self.srgb = srgb
         self.camera = None if camera is None else str(camera)
         if self.camera is not None:
-            resolve_camera(self.camera)  # OptionError for a missing file
+            camera_matrix(self.camera)  # read and fitted once, here: a bad file fails up front
         self.consistency = bool(consistency)
         self._responses: dict = {}  # camera (None: NTIRE) -> (wl, response (3, n))
         if self.consistency:
@@ -173,7 +174,7 @@ class RgbToHsi:
             from hsirestore.baselines import RootPolyModel, load_shipped_poly
 
             self.poly = RootPolyModel.load(weights) if weights is not None else load_shipped_poly()
-            self.wavelengths = _output_wavelengths(self.poly.wavelengths, self.poly.coef.shape[1])
+            self.wavelengths = output_wavelengths(self.poly.wavelengths, self.poly.coef.shape[1], WAVELENGTHS)
         else:
             self._load_mcga(weights)
         if self.consistency and self.wavelengths is None:
@@ -192,7 +193,7 @@ class RgbToHsi:
         self.model_name, self.spec = ck.name, get_spec(ck.name)
         self.device = resolve_device(self.device_spec)
         self.model = model.to(self.device)
-        self.wavelengths = _output_wavelengths(self.spec.wavelengths, model.bands)
+        self.wavelengths = output_wavelengths(self.spec.wavelengths, model.bands, WAVELENGTHS)
 
     def _camera_response(self) -> tuple[np.ndarray, np.ndarray]:
         """(wl, response (3, n)) of the input's camera: --camera (a CSV; (None, None) for the
@@ -302,10 +303,3 @@ def tta_predict(model, x, steps: int, lr: float):
         model.train(was_training)
 
 
-def _output_wavelengths(recorded, bands: int) -> np.ndarray | None:
-    """Band centres (nm) of a model's ``bands`` outputs: the ``recorded`` ones (registry
-    spec, baseline file) when they fit, else :data:`WAVELENGTHS` for 31 bands (the CAVE grid
-    every model here is trained on), else None (unknown)."""
-    if recorded is not None and len(recorded) == bands:
-        return np.asarray(recorded, np.float64)
-    return WAVELENGTHS.copy() if bands == len(WAVELENGTHS) else None

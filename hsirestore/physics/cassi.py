@@ -184,7 +184,7 @@ def simulate_measurement(cube: Cube, mask, step: int = 2, *, to_28: bool = False
 
     cube: Cube (B, H, W) without invalid pixels in the simulated area; mask: (h, w) array or
     a one-plane Cube. ``to_28`` first resamples the bands (wavelengths in nm or um) onto
-    :data:`CASSI_WAVELENGTHS_28`, ``crop`` > 0 then keeps the central crop x crop pixels;
+    :data:`CASSI_WAVELENGTHS_28`, ``crop`` > 0 keeps the central crop x crop pixels;
     ``shot_noise`` > 0 adds Poisson noise with that many photons at value 1 (``seed``).
     ``name``/``mask_name`` label error messages (e.g. the files).
     Returns (measurement Cube (1, h, w + step*(B'-1)), attrs bands/step; the cube it was
@@ -203,6 +203,17 @@ def simulate_measurement(cube: Cube, mask, step: int = 2, *, to_28: bool = False
     wl, units = cube.wavelengths, cube.wavelength_units
     fwhm, band_names = cube.fwhm, cube.band_names
     attrs: dict = {}
+    if crop:  # first: resampling only the crop is cheaper
+        _, h, w = data.shape
+        if crop > min(h, w):
+            raise OptionError(f"--crop {crop} is larger than the cube ({h}x{w})")
+        r0, c0 = (h - crop) // 2, (w - crop) // 2
+        data = data[:, r0 : r0 + crop, c0 : c0 + crop]
+        valid = None if valid is None else valid[r0 : r0 + crop, c0 : c0 + crop]
+        if transform is not None:  # move the origin to the crop's top-left pixel
+            a, b, x0, d, e, y0 = transform
+            transform = (a, b, x0 + a * c0 + b * r0, d, e, y0 + d * c0 + e * r0)
+        attrs["crop"] = crop
     if to_28:
         from hsirestore.physics.rgb import wavelengths_nm
 
@@ -217,17 +228,6 @@ def simulate_measurement(cube: Cube, mask, step: int = 2, *, to_28: bool = False
         data = interpolate_bands(data, nm, CASSI_WAVELENGTHS_28)
         wl, units, fwhm, band_names = np.asarray(CASSI_WAVELENGTHS_28), "nm", None, None
         attrs["resampled"] = "28 TSA-Net bands"
-    if crop:
-        _, h, w = data.shape
-        if crop > min(h, w):
-            raise OptionError(f"--crop {crop} is larger than the cube ({h}x{w})")
-        r0, c0 = (h - crop) // 2, (w - crop) // 2
-        data = data[:, r0 : r0 + crop, c0 : c0 + crop]
-        valid = None if valid is None else valid[r0 : r0 + crop, c0 : c0 + crop]
-        if transform is not None:  # move the origin to the crop's top-left pixel
-            a, b, x0, d, e, y0 = transform
-            transform = (a, b, x0 + a * c0 + b * r0, d, e, y0 + d * c0 + e * r0)
-        attrs["crop"] = crop
     if valid is not None and not valid.all():
         raise InvalidValueError(f"{label}: {int((~valid).sum())} invalid (nodata/NaN) pixels "
                                 "in the simulated area; a CASSI snapshot mixes neighbouring "
@@ -236,8 +236,14 @@ def simulate_measurement(cube: Cube, mask, step: int = 2, *, to_28: bool = False
         if mask.bands != 1:
             raise ShapeError(f"{mask_name or 'the mask'}: expected a 2-D mask, got {mask.bands} "
                              "planes")
+        if mask.valid is not None and not mask.valid.all():  # as the decoder refuses them
+            raise InvalidValueError(f"{mask_name or 'the mask'}: {int((~mask.valid).sum())} "
+                                    "NaN/Inf/nodata pixels; a coded aperture needs every pixel")
         mask = mask.data[0]
     mask = np.asarray(mask, np.float32)
+    if not np.isfinite(mask).all():
+        raise InvalidValueError(f"{mask_name or 'the mask'}: {int((~np.isfinite(mask)).sum())} "
+                                "NaN/Inf values; a coded aperture needs every pixel")
     if mask.ndim == 3 and mask.shape[0] == 1:
         mask = mask[0]
     if mask.ndim != 2:
