@@ -39,7 +39,7 @@ def _counts(tmp_path):
 
 # ------------------------------------------------------------------ degrade
 def test_degrade_cube_reproduces_the_command(tmp_path):
-    from hsirestore.physics.degradations import degrade_cube
+    from hsirestore.inference.degrade import degrade_cube
 
     src = _counts(tmp_path)
     r = _run("degrade", src, tmp_path / "d.hdr", "-d", "blur+noise:sigma=20", "--seed", 3)
@@ -56,13 +56,13 @@ def test_degrade_cube_reproduces_the_command(tmp_path):
 
 
 def test_degrade_cube_errors_and_no_torch(tmp_path):
-    from hsirestore.physics.degradations import degrade_cube
+    from hsirestore.inference.degrade import degrade_cube
 
     empty = Cube(np.zeros((3, 4, 4), np.float32), valid=np.zeros((4, 4), bool))
     with pytest.raises(InvalidValueError, match="scene: no valid pixel"):
         degrade_cube(empty, "noise", name="scene")
     code = ("import sys, numpy as np; from hsirestore.io import Cube; "
-            "from hsirestore.physics.degradations import degrade_cube; "
+            "from hsirestore.inference.degrade import degrade_cube; "
             "degrade_cube(Cube(np.random.rand(3, 8, 8).astype(np.float32)), 'blur+noise'); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

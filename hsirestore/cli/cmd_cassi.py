@@ -100,7 +100,7 @@ def cassi(
     from hsirestore.cli.common import (check_batch_files, check_distinct_targets, format_suffix,
                                        output_is_folder, set_threads)
     from hsirestore.errors import FormatError, OptionError, ShapeError
-    from hsirestore.inference.cassi import MIN_TILE, CassiDecoder, as_plane
+    from hsirestore.inference.cassi import CassiDecoder, as_plane
     from hsirestore.io import read_cube
     from hsirestore.io.atomic import check_writable
 
@@ -112,11 +112,6 @@ def cassi(
     if method != "gap-tv" and iterations is not None:
         _err("warning: --iterations applies to --method gap-tv only (s2former-gaptv runs GAP-TV "
              "with the settings it was trained with)", prefix=False)
-    if tile and tile < MIN_TILE:
-        raise OptionError(f"--tile must be 0 (whole image) or at least {MIN_TILE} (two of the "
-                          f"S2-Transformer's 8 px attention windows per side); got {tile}")
-    if overlap < 0:
-        raise OptionError(f"--overlap must be >= 0; got {overlap}")
     if not (np.isfinite(data_range) and data_range > 0):
         raise OptionError(f"--data-range must be > 0; got {data_range:g}")
     set_threads(threads)

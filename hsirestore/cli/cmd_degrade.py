@@ -60,9 +60,10 @@ def degrade(
 
     from hsirestore.cli.common import refuse_overwriting_inputs
     from hsirestore.errors import OptionError
-    from hsirestore.io import output_dtype, output_paths, read_cube, write_cube
+    from hsirestore.io import output_dtype_for, output_paths, read_cube, write_cube
     from hsirestore.io.atomic import check_writable
-    from hsirestore.physics.degradations import degrade_cube, parse_degradation
+    from hsirestore.inference.degrade import degrade_cube
+    from hsirestore.physics.degradations import parse_degradation
     from hsirestore.preview import spectra_path
 
     deg = parse_degradation(degradation)
@@ -83,7 +84,7 @@ def degrade(
     cube = read_cube(src, var=var, layout=check_layout(layout))
     pixels = parse_pixels(spectra, cube.rows, cube.cols) if preview else None
     out, record = degrade_cube(cube, deg, seed, scaling, name=str(src))
-    dtype = output_dtype(cube, cube.data[:, ::7, ::7], dst)
+    dtype = output_dtype_for(cube, dst)
     written = write_cube(out, dst, force=force, dtype=dtype)
     if preview:
         from hsirestore.preview import write_preview

@@ -1,7 +1,6 @@
 """`hsirestore denoise` (alias `restore`): all-in-one restoration of degraded cubes (HSI-VAR)."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import typer
@@ -118,7 +117,6 @@ def _restore_cmd(
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
     summary: Path = typer.Option(None, help="Also append the JSON lines to this file."),
 ) -> None:
-    from hsirestore.errors import OptionError
     from hsirestore.inference.restore import Restorer, restore_file
     from hsirestore.io import output_paths
     from hsirestore.io.atomic import check_writable
@@ -130,15 +128,6 @@ def _restore_cmd(
 
     check_layout(layout)
     ext = format_suffix(fmt)
-    if not math.isfinite(temperature) or temperature < 0:
-        raise OptionError(f"--temperature must be a number >= 0; got {temperature}")
-    if seed is not None and seed < 0:
-        raise OptionError(f"--seed must be >= 0; got {seed}")
-    if top_k is not None and top_k < 1:
-        raise OptionError(f"--top-k must be >= 1; got {top_k}")
-    if (seed is not None or top_k is not None) and temperature == 0:
-        _err("warning: --seed and --top-k only matter when sampling (--temperature > 0); "
-             "decoding is deterministic", prefix=False)
     files, folder = _expand(inputs)
     batch = len(files) > 1 or folder
     to_folder = output_is_folder(output, batch)
@@ -177,6 +166,9 @@ def _restore_cmd(
                         keep_observed=keep_observed, ensemble=ensemble)
     for note in restorer.notes:
         _err(f"warning: {note}", prefix=False)
+    if (seed is not None or top_k is not None) and temperature == 0:
+        _err("warning: --seed and --top-k only matter when sampling (--temperature > 0); "
+             "decoding is deterministic", prefix=False)
     def one(src: Path, dst: Path) -> dict:
         shape = restore_file(restorer, src, dst, degradation, stream=stream, force=force,
                              var=var, layout=layout)["shape"]

@@ -105,10 +105,10 @@ class CassiDecoder:
         if bands < 2 or step < 1:
             raise OptionError("need at least 2 bands and a dispersion step >= 1")
         if tile is not None and tile < MIN_TILE:
-            raise OptionError(f"tile must be None (whole image) or at least {MIN_TILE} pixels (two "
-                              f"8 px attention windows per side); got {tile}")
+            raise OptionError(f"--tile must be 0 (whole image) or at least {MIN_TILE} (two of the "
+                              f"S2-Transformer's 8 px attention windows per side); got {tile}")
         if overlap < 0:
-            raise OptionError(f"tile overlap must be >= 0; got {overlap}")
+            raise OptionError(f"--overlap must be >= 0; got {overlap}")
         if gaptv_iters < 1:
             raise OptionError(f"GAP-TV iterations must be >= 1; got {gaptv_iters}")
         if not (np.isfinite(gaptv_weight) and gaptv_weight >= 0):
