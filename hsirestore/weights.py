@@ -325,7 +325,7 @@ def _official_s2former(state: dict) -> dict | None:
     return mapped if "RSTB_pin.weight" in mapped and "conv_first.weight" in mapped else None
 
 
-def _recorded_model(state: dict, meta: dict) -> tuple[str | None, dict[str, Any], dict]:
+def recorded_model(state: dict, meta: dict) -> tuple[str | None, dict[str, Any], dict]:
     """(preset the weights name or None, builder overrides they record, state) of a file.
 
     * the authors' S2-Transformer checkpoint: "s2former", no overrides, keys mapped;
@@ -360,7 +360,7 @@ def load_checkpoint(weights: os.PathLike | str | None, task: str, model_name: st
 
     ``weights`` None: the shipped file of ``model_name`` (or ``default``), checksum-checked.
     Otherwise the file (safetensors, a training ``last.pt`` or the authors' S2-Transformer
-    ``.pth``) is built as the preset it records (see :func:`_recorded_model`), else as
+    ``.pth``) is built as the preset it records (see :func:`recorded_model`), else as
     ``model_name``, else as ``default``, with the builder overrides it records.
     ModelError (one line) for: an unknown model, a model or weights of another task, no
     shipped weights, an unreadable file.
@@ -379,7 +379,7 @@ def load_checkpoint(weights: os.PathLike | str | None, task: str, model_name: st
     else:
         path = Path(weights)
     state, meta = load_state_dict(path)
-    named, overrides, state = _recorded_model(state, meta)
+    named, overrides, state = recorded_model(state, meta)
     tasks = {s.name: s.task for s in list_models()}
     replaced = None
     if named in tasks:  # an unknown name (a renamed preset, another package's) is not used

@@ -101,7 +101,9 @@ def test_two_stage_training_resume_and_export(tmp_path, monkeypatch):
     sc = _scenes()
     kw = dict(preset="hsivar-tiny", out=str(tmp_path / "run"), batch_size=4, patch=16, lr=3e-3, threads=1,
               warmup=2, log_every=5, val_every=0, restart_every=10)
-    with pytest.raises(OptionError, match="stage-1 checkpoint"):
+    from hsirestore.errors import FormatError
+
+    with pytest.raises(FormatError, match="stage-1 checkpoint .*: file not found"):
         train(HsivarTrainConfig(stage=2, steps=2, **kw), scenes=sc, log=lambda s: None)
     train(HsivarTrainConfig(stage=1, steps=20, **kw), scenes=sc, log=lambda s: None)
     msgs = []

@@ -156,7 +156,7 @@ def test_cassi_run_folder_and_resume_checks(fake_cassi_data, tmp_path):
     line = _one_line(_invoke(*base, "--preset", "s2former-tiny", "--out", tmp_path / "run"))
     assert "last.pt exists; pass --resume to continue it or use another --out" in line
     line = _one_line(_invoke(*base, "--preset", "s2former-compact", "--out", tmp_path / "run", "--resume"))
-    assert "is for preset 's2former-tiny', not 's2former-compact'" in line
+    assert "holds s2former-tiny weights, not s2former-compact weights (pass --preset s2former-tiny" in line
     line = _one_line(_invoke(*base, "--preset", "s2former-tiny", "--out", tmp_path / "run",
                              "--resume", "--no-mask-aware"))
     assert "mask-aware" in line
@@ -197,7 +197,7 @@ def test_cassi_resume_with_other_explicit_model_options_is_refused(fake_cassi_da
     (["--lr", "0"], "--lr must be a finite number > 0"),
     (["--lr", "nan"], "--lr must be a finite number > 0"),
     (["--max-minutes", "-1"], "--max-minutes must be >= 0; got -1.0"),
-    (["--ckpt-minutes", "-1"], "--ckpt-minutes must be >= 0; got -1.0"),
+    (["--ckpt-minutes", "-1"], "--ckpt-minutes must be > 0; got -1.0"),
     (["--shot-noise", "-1"], "--shot-noise must be a finite number >= 0; got -1.0"),
     (["--val-every", "-1"], "--val-every must be >= 0"),
     (["--preset", "hsivar-compact"], "hsivar-compact is a restore (HSI-VAR) model, not a CASSI preset"),
@@ -290,7 +290,7 @@ def test_hsivar_run_folder_and_resume_checks(tmp_path):
 
     with pytest.raises(OutputExistsError, match="last.pt exists; pass --resume to continue it or use another --out"):
         train(_hsivar_cfg(tmp_path, "run", 1, 3), scenes=sc, log=_quiet)
-    with pytest.raises(ModelError, match="is for preset 'hsivar-tiny', not 'hsivar-compact'"):
+    with pytest.raises(ModelError, match="holds hsivar-tiny weights, not hsivar-compact weights"):
         train(_hsivar_cfg(tmp_path, "run", 1, 3, preset="hsivar-compact"), resume=True, scenes=sc, log=_quiet)
     with pytest.raises(OptionError, match=r"no checkpoint .*stage2[/\\]last.pt"):
         train(_hsivar_cfg(tmp_path, "run", 2, 3), resume=True, scenes=sc, log=_quiet)
@@ -306,7 +306,7 @@ def test_hsivar_run_folder_and_resume_checks(tmp_path):
     (["--lr", "-1"], "--lr must be a finite number > 0; got -1.0"),
     (["--lr", "inf"], "--lr must be a finite number > 0"),
     (["--max-minutes", "-1"], "--max-minutes must be >= 0"),
-    (["--ckpt-minutes", "-1"], "--ckpt-minutes must be >= 0"),
+    (["--ckpt-minutes", "-1"], "--ckpt-minutes must be > 0"),
     (["--preset", "s2former-tiny"], "s2former-tiny is a CASSI model, not a restore (HSI-VAR) preset"),
 ])
 def test_hsivar_option_errors(tmp_path, args, expected):
@@ -389,7 +389,7 @@ def test_mcga_resume_checks(tmp_path):
     with pytest.raises(OptionError, match="no checkpoint"):
         _mcga(tmp_path, "run", 2, resume=True)
     _mcga(tmp_path, "run", 1).run(echo=_quiet)
-    with pytest.raises(ModelError, match="is for preset 'mcga-tiny', not 'mcga-compact'"):
+    with pytest.raises(ModelError, match="holds mcga-tiny weights, not mcga-compact weights"):
         _mcga(tmp_path, "run", 2, resume=True, preset="mcga-compact")
 
 

@@ -1,14 +1,14 @@
-"""`hsirestore train cassi`: train S2-Transformer on CAVE with simulated CASSI measurements;
-also what the three ``train *-export`` commands share (:func:`run_export`)."""
+"""`hsirestore train cassi`, `train cassi-pool` and `train cassi-export`: train
+S2-Transformer on CAVE with simulated CASSI measurements."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from hsirestore.cli.app import train_app
 from hsirestore.cli.common import command
+from hsirestore.cli.train_common import EXPORT_FORCE, EXPORT_NOTE, EXPORT_OUTPUT, run_export
 from hsirestore.errors import FormatError, OptionError
 
 
@@ -164,25 +164,6 @@ def train_cassi_pool(
     made = build_gaptv_pool(out, data_dir, iterations=iterations, real_per_scene=real_per_scene,
                             shard=shard, shards=shards, threads=threads, log=typer.echo)
     typer.echo(f"{made} tiles computed; {len(list(out.glob('*.npz')))} in {out}")
-
-
-# What the three export commands (cassi-export, hsivar-export, mcga-export) share: their
-# options and their body.
-EXPORT_OUTPUT = typer.Option(None, "-o", "--output", help="Weights file (default weights/<preset>).")
-EXPORT_NOTE = typer.Option("", help="Free note stored in the manifest.")
-EXPORT_FORCE = typer.Option(False, "--force", help="Overwrite an existing weights file and its "
-                            "manifest entry (without -o: the shipped weights).")
-
-
-def run_export(export_weights, checkpoint: Path, output: Path | None, note: str, force: bool,
-               **kw) -> None:
-    """Export ``checkpoint`` with a trainer's ``export_weights`` (``kw``: its other
-    arguments) and print the manifest entry's model, steps, sha256 and validation metrics
-    as one JSON line."""
-    if not checkpoint.exists():
-        raise OptionError(f"{checkpoint}: checkpoint not found")
-    entry = export_weights(checkpoint, output, note=note, overwrite=force, **kw)
-    typer.echo(json.dumps({k: entry.get(k) for k in ("model", "steps", "sha256", "val_metrics")}))
 
 
 @command(train_app, "cassi-export", help="""Export a CASSI training checkpoint as shipped weights.

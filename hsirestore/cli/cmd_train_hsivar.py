@@ -6,8 +6,8 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import train_app
-from hsirestore.cli.cmd_train_cassi import EXPORT_FORCE, EXPORT_NOTE, EXPORT_OUTPUT, run_export
 from hsirestore.cli.common import command
+from hsirestore.cli.train_common import EXPORT_FORCE, EXPORT_NOTE, EXPORT_OUTPUT, run_export
 from hsirestore.errors import OptionError
 
 
@@ -67,9 +67,7 @@ def train_hsivar(
         raise OptionError(f"--free-run must be in [0, 1]; got {free_run}")
     if init is not None and init_weights is not None:
         raise OptionError("--init is the old spelling of --init-weights: give one of them")
-    init = init_weights or init
-    if init is not None and not init.exists():
-        raise OptionError(f"--init-weights {init}: file not found")
+    init = init_weights or init  # a missing file: the trainer's one check (exit 1)
     cfg = HsivarTrainConfig(stage=stage, preset=preset, out=str(out), steps=steps,
                             batch_size=batch_size, patch=patch, lr=lr, max_mix=max_mix, free_run=free_run,
                             max_minutes=max_minutes, val_every=val_every, log_every=log_every,

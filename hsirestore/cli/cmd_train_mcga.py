@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from hsirestore.cli.app import train_app
-from hsirestore.cli.cmd_train_cassi import EXPORT_FORCE, EXPORT_NOTE, EXPORT_OUTPUT, run_export
 from hsirestore.cli.common import command
+from hsirestore.cli.train_common import EXPORT_FORCE, EXPORT_NOTE, EXPORT_OUTPUT, run_export
 from hsirestore.errors import OptionError
 
 

@@ -264,8 +264,9 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
     one step writes a checkpoint of the last whole step before the exception propagates."""
     from hsirestore.registry import build_model
     from hsirestore.training.common import (LoopControl, check_config, check_resume_preset,
-                                            check_run_folder, check_task, load_checkpoint,
-                                            load_weights, resume_overrides)
+                                            check_run_folder, check_task, init_steps,
+                                            load_checkpoint, load_weights, require_file,
+                                            resume_overrides)
 
     check_config(cfg)
     check_task(cfg.preset, "cassi")
@@ -274,6 +275,8 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
     out = Path(cfg.out)
     ckpt_path = out / "last.pt"
     check_run_folder(ckpt_path, resume)
+    if cfg.init_weights and not resume:  # before the data are set up
+        require_file(cfg.init_weights, "--init-weights")
     # one thread fewer than the cores: two OpenMP threads sharing a busy 2-core machine
     # with another job spin-wait and train about 8x slower than one thread
     torch.set_num_threads(cfg.threads or max(1, min(8, (os.cpu_count() or 2) - 1)))
@@ -353,18 +356,18 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
         best = ck.get("val", {})
         log(f"resumed from {ckpt_path} at step {step}")
     elif cfg.init_weights:
-        from hsirestore.weights import load_state_dict, recorded_steps
+        from hsirestore.weights import load_state_dict
 
         # no check of the preset the file names: presets share architectures (the weights
         # of s2former-unfolded start s2former-gaptv); the weights must fit the model
-        state, _ = load_state_dict(cfg.init_weights)
+        state, meta = load_state_dict(cfg.init_weights)
         load_weights(model, state, cfg.init_weights, cfg.preset,  # aux head and added stages
                      optional=("aux.", *(f"stages.{i}." for i in _added_stages(model, state))))
         grown = _grow_stages(model, state)
         if grown:
             log(f"stages {grown[0]}..{grown[-1]} added: copies of stage {grown[0] - 1} with "
                 "zeroed output convolutions (each starts as the identity)")
-        cfg.init_steps = recorded_steps(cfg.init_weights)
+        cfg.init_steps = init_steps(cfg.init_weights, meta)
         log(f"initialised from {cfg.init_weights} ({cfg.init_steps} steps behind it)")
         if cfg.reset_output:
             stages = getattr(model, "stages", None) or [model]
@@ -386,12 +389,13 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
                           "val": best, **(rngs or rng_state())})
 
     running, count = 0.0, 0  # loss sum and steps since the last log line
-    ctl = LoopControl(checkpoint, ckpt_path, log, step, cfg.ckpt_minutes, cfg.max_minutes)
+    ctl = LoopControl(checkpoint, ckpt_path, log, lambda: step, rng_state, cfg.ckpt_minutes,
+                      cfg.max_minutes)
     clock["t0"] = ctl.t0
     model.train()
-    with ctl, open(out / "log.jsonl", "a") as logf:  # Ctrl-C, errors: checkpoint, re-raise
+    # leaving the loop: a checkpoint (on Ctrl-C or an error: of the last whole step, re-raised)
+    with ctl, open(out / "log.jsonl", "a") as logf:
         while step < cfg.steps:
-            ctl.rngs = rng_state()
             if cfg.gaptv_refresh and step and step % REFRESH_EVERY == 0 and hasattr(data, "refresh"):
                 data.refresh(cfg.gaptv_refresh)
             x, mask, *est = data.batch()
@@ -425,7 +429,6 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
                 opt.step()
                 sched.step()
                 step += 1
-                ctl.step, ctl.rngs = step, rng_state()
             running += loss_rec.item()
             count += 1
             if step % cfg.log_every == 0:
@@ -443,7 +446,6 @@ def train(cfg: CassiTrainConfig, resume: bool = False, data_dir: Path | None = N
                 log(json.dumps({"val": best}))
             if ctl.after_step(step):  # checkpoint when due; True at the time limit
                 break
-    checkpoint()
     return best
 
 

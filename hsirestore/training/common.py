@@ -4,9 +4,9 @@ loop control (checkpoint cadence, time limit, Ctrl-C handling).
 
 Ctrl-C (SIGINT) during training: :class:`InterruptGuard` defers the interrupt while a step
 commits its update (optimiser step, scheduler, step counter, dead-code restarts), so a
-checkpoint written on the way out always holds the state after a whole number of steps. A
-trainer takes a snapshot of its random-number state right after each commit (and at the
-start of each step); the interrupt checkpoint stores that snapshot, so ``--resume``
+checkpoint written on the way out always holds the state after a whole number of steps.
+:class:`LoopControl` records the step count and a snapshot of the random-number state at
+the end of each commit; the interrupt checkpoint stores that snapshot, so ``--resume``
 continues exactly as if the run had not been interrupted.
 """
 from __future__ import annotations
@@ -18,7 +18,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from hsirestore.errors import ModelError, OptionError, OutputExistsError, first_line
+from hsirestore.errors import (FormatError, ModelError, OptionError, OutputExistsError,
+                               first_line)
 
 #: What each model task's training checkpoints are called in messages, and its export command.
 _KINDS = {"cassi": ("a CASSI (train cassi)", "cassi-export"),
@@ -58,15 +59,19 @@ def _opt(name: str) -> str:
 
 def check_config(cfg) -> None:
     """OptionError for out-of-range values of the options the trainers share (whichever of
-    them ``cfg`` has): counts >= 1, durations/noise/intervals >= 0, a finite lr >= 0."""
+    them ``cfg`` has): counts >= 1, durations/noise/intervals >= 0, a finite lr >= 0, a
+    checkpoint interval (``ckpt_minutes``) > 0."""
     for name in ("steps", "batch_size", "patch", "log_every", "ckpt_every"):
         v = getattr(cfg, name, None)
         if v is not None and not v >= 1:
             raise OptionError(f"{_opt(name)} must be >= 1; got {v}")
-    for name in ("max_minutes", "ckpt_minutes", "val_every", "warmup", "threads"):
+    for name in ("max_minutes", "val_every", "warmup", "threads"):
         v = getattr(cfg, name, None)
         if v is not None and not v >= 0:  # also NaN
             raise OptionError(f"{_opt(name)} must be >= 0; got {v}")
+    v = getattr(cfg, "ckpt_minutes", None)
+    if v is not None and not v > 0:  # also NaN; 0 would mean a checkpoint every step
+        raise OptionError(f"--ckpt-minutes must be > 0; got {v}")
     for name in ("lr", "shot_noise"):
         v = getattr(cfg, name, None)
         if v is not None and not (math.isfinite(v) and v >= 0):
@@ -106,18 +111,40 @@ def check_run_folder(ckpt: Path, resume: bool) -> None:
         raise OutputExistsError(f"{ckpt} exists; pass --resume to continue it or use another --out")
 
 
+#: The hint of a missing stage-1 checkpoint (train hsivar and train mcga, stage 2).
+STAGE1_HINT = "run --stage 1 first, or pass --init-weights FILE"
+
+
+def require_file(path, what: str, hint: str = "") -> Path:
+    """``path`` as a Path; FormatError (exit 1, one line) when it is not a file:
+    "<what> <path>: file not found[ (<hint>)]". The one check (and wording) the trainers and
+    the export commands use for the files they are given or expect: --init-weights, the
+    stage-1 checkpoint, the checkpoint to export or resume."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"{what} {path}: file not found" + (f" ({hint})" if hint else ""))
+    return path
+
+
+def require_stage2_start(init, stage1) -> Path:
+    """The file a stage-2 run starts from: ``init`` (--init-weights) when given, else the
+    run's stage-1 checkpoint ``stage1`` (FormatError when it is missing, see
+    :func:`require_file`)."""
+    if init:
+        return require_file(init, "--init-weights")
+    return require_file(stage1, "stage-1 checkpoint", STAGE1_HINT)
+
 
 def load_checkpoint(path) -> dict:
     """A training checkpoint (read with ``weights_only=True``) as a dict with a ``model``
-    state; ModelError (one line) for exported weights, corrupt files and other pickles."""
+    state; FormatError when the file is missing (:func:`require_file`), ModelError (one
+    line) for exported weights, corrupt files and other pickles."""
     import torch
 
-    path = Path(path)
+    path = require_file(path, "checkpoint")
     if path.suffix == ".safetensors":
         raise ModelError(f"{path} holds exported weights, not a training checkpoint "
                          "(OUT/last.pt, OUT/stageN/last.pt or OUT/stageN.pt)")
-    if not path.is_file():
-        raise ModelError(f"{path}: checkpoint not found")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except MemoryError:
@@ -132,11 +159,16 @@ def load_checkpoint(path) -> dict:
 
 
 def checkpoint_preset(ck: dict) -> str | None:
-    """The preset a training checkpoint was made for (cassi and hsivar keep it in the
-    config, mcga at the top level)."""
-    cfg = ck.get("config") if isinstance(ck.get("config"), dict) else {}
-    preset = ck.get("preset") or cfg.get("preset")
-    return preset if isinstance(preset, str) else None
+    """The preset a training checkpoint (as :func:`load_checkpoint` returns it) was made
+    for, by the one rule for what a file records (:func:`hsirestore.weights.recorded_model`,
+    given the metadata :func:`hsirestore.weights.load_state_dict` would give: mcga keeps the
+    preset at the top level, cassi and hsivar in the run config)."""
+    from hsirestore.weights import recorded_model
+
+    meta = {"preset": ck.get("preset")}
+    if isinstance(ck.get("config"), dict):
+        meta["training_config"] = ck["config"]
+    return recorded_model(ck.get("model") or {}, meta)[0]
 
 
 def require_kind(ck: dict, path, task: str) -> str:
@@ -159,13 +191,14 @@ def require_kind(ck: dict, path, task: str) -> str:
     return preset
 
 
-def weights_preset(meta: dict) -> str | None:
-    """The preset a weights file says it holds (the metadata of
-    :func:`hsirestore.weights.load_state_dict`: ``model`` for exported weights, the preset
-    of a training checkpoint), or None where it does not say."""
-    run = meta.get("training_config") if isinstance(meta.get("training_config"), dict) else {}
-    found = meta.get("model") or meta.get("preset") or run.get("preset")
-    return found if isinstance(found, str) else None
+def check_preset(path, found: str | None, preset: str, hint: str | None = None) -> None:
+    """ModelError when a file (weights to start from, a checkpoint to resume) records
+    another preset (``found``; None: it does not say) than the run's ``preset``: the one
+    wording of this mistake in all three trainers, "FILE holds P weights, not Q weights
+    (HINT)"; the default hint suits weights to start from."""
+    if found is not None and found != preset:
+        hint = hint or f"pass --preset {found}, or weights of {preset}"
+        raise ModelError(f"{path} holds {found} weights, not {preset} weights ({hint})")
 
 
 def load_weights(model, state: dict, path, preset: str, holds: str | None = None,
@@ -173,30 +206,50 @@ def load_weights(model, state: dict, path, preset: str, holds: str | None = None
     """Put ``state`` (weights, or a training checkpoint's model, read from ``path``) into
     ``model``, built for ``preset``: the one way the trainers load weights (--init-weights,
     stage-2 starts, --resume). A one-line ModelError, worded alike for all three, when
-    ``holds`` (the preset the file says it holds, where it says so) is another preset, or
-    when ``state`` does not fit the model (keys missing or unexpected, tensors of other
-    shapes). Model keys that start with one of ``optional`` may be missing from ``state``:
-    they keep their values."""
+    ``holds`` (the preset the file says it holds, where it says so) is another preset
+    (:func:`check_preset`), or when ``state`` does not fit the model ("FILE does not fit
+    PRESET: ..." from :func:`hsirestore.weights.load_into`: keys missing or unexpected,
+    tensors of other shapes). Model keys that start with one of ``optional`` may be missing
+    from ``state``: they keep their values."""
     from hsirestore.weights import load_into
 
-    if holds is not None and holds != preset:
-        raise ModelError(f"{path} holds {holds} weights, not {preset} weights (pass --preset "
-                         f"{holds}, or weights of {preset})")
+    check_preset(path, holds, preset)
     kept = {k: v for k, v in model.state_dict().items() if k not in state and k.startswith(optional)}
     try:
-        load_into(model, {**state, **kept}, strict=True)
-    except (ModelError, TypeError, AttributeError) as e:  # the last two: non-tensor values
-        why = first_line(e, 300)
-        _, found, rest = why.partition("does not fit the model: ")
-        raise ModelError(f"{path} does not fit {preset}: {rest if found else why}") from e
+        load_into(model, {**state, **kept}, strict=True, source=str(path), target=preset)
+    except (TypeError, AttributeError) as e:  # non-tensor values in the state
+        raise ModelError(f"{path} does not fit {preset}: {first_line(e, 300)}") from e
 
 
 def check_resume_preset(path, ck: dict, preset: str) -> None:
-    """ModelError when a checkpoint to resume was made for another preset (mcga's wording)."""
+    """ModelError when a checkpoint to resume was made for another preset (the wording of
+    :func:`check_preset`)."""
     found = checkpoint_preset(ck)
-    if found != preset:
-        raise ModelError(f"{path} is for preset {found!r}, not {preset!r} (pass --preset "
-                         f"{found} to continue it)")
+    check_preset(path, found, preset, f"pass --preset {found} to continue it")
+
+
+def init_steps(path, meta: dict) -> int:
+    """:func:`hsirestore.weights.recorded_steps` of a weights file already read (``meta``:
+    its metadata from :func:`~hsirestore.weights.load_state_dict`) without reading it
+    again: the steps its metadata records (a training checkpoint's step plus the steps
+    behind its initial weights, else ``steps``), unless the manifest beside it lists it
+    with another number of steps; only then is the file hashed (by ``recorded_steps``),
+    to see whether that entry is for this very file."""
+    from hsirestore.weights import read_manifest, recorded_steps
+
+    run = meta.get("training_config")
+    if isinstance(run, dict):
+        steps = int(meta.get("step") or 0) + int(run.get("init_steps") or 0)
+    else:
+        try:
+            steps = int(meta.get("steps") or 0)
+        except (TypeError, ValueError):
+            steps = 0
+    path = Path(path)
+    entry = read_manifest(path.parent).get("files", {}).get(path.name)
+    if entry and entry.get("steps") is not None and int(entry["steps"]) != steps:
+        return recorded_steps(path)
+    return steps
 
 
 def _norm(v):
@@ -316,33 +369,40 @@ def save_on_exit(save, progressed: bool, guard: InterruptGuard, exc: BaseExcepti
 class LoopControl:
     """The part of a training loop the three trainers share: Ctrl-C handling (an
     :class:`InterruptGuard`), a checkpoint every ``ckpt_minutes`` minutes (and every
-    ``ckpt_every`` steps where given), the time limit ``max_minutes`` (0 or None: none), and
-    a checkpoint of the last whole step when an exception leaves the loop
+    ``ckpt_every`` steps where given), the time limit ``max_minutes`` (0 or None: none), a
+    checkpoint when the loop ends (unless :meth:`after_step` has just written it), and a
+    checkpoint of the last whole step when an exception leaves the loop
     (:func:`save_on_exit`)::
 
-        ctl = LoopControl(save, ckpt_path, log, step, cfg.ckpt_minutes, cfg.max_minutes)
-        with ctl:
+        ctl = LoopControl(save, ckpt_path, log, lambda: step, rng_state, cfg.ckpt_minutes,
+                          cfg.max_minutes)
+        with ctl:                            # leaving it: the final checkpoint
             while step < cfg.steps:
-                ctl.rngs = rng_state()       # what an interrupt checkpoint stores
-                ...                          # forward, backward
+                ...                          # batch, forward, backward
                 with ctl.commit():           # Ctrl-C waits until the step is whole
                     opt.step()
                     step += 1
-                    ctl.step, ctl.rngs = step, rng_state()
                 ...                          # log, validate
                 if ctl.after_step(step):     # checkpoint when due; True at the time limit
                     break
-        save()
 
-    ``save(rngs=None)`` writes the checkpoint with ``rngs`` (a random-state snapshot) when
-    given, else with the current random state. ``t0`` is when the loop started."""
+    ``step()`` gives the number of whole steps (read at the start and at the end of each
+    :meth:`commit`, so the trainer keeps its own counter: ``lambda: step`` sees every
+    ``step += 1`` of the enclosing function); ``rng_state()`` a snapshot of everything
+    random a resume needs, taken once per step, at the end of each commit. Nothing between
+    a commit and the next step's first random draw (logging, validation) may draw from
+    those generators: the snapshot also stands for the state at the start of the next step.
+    ``save(rngs=None)`` writes the checkpoint with ``rngs`` (such a snapshot) when given,
+    else with the current random state. ``t0`` is when the loop started."""
 
-    def __init__(self, save, ckpt: Path, log, step: int, ckpt_minutes: float,
+    def __init__(self, save, ckpt: Path, log, step, rng_state, ckpt_minutes: float,
                  max_minutes: float | None = None, ckpt_every: int | None = None):
         self.save, self.ckpt, self.log = save, Path(ckpt), log
+        self._step, self._rng_state = step, rng_state
         self.ckpt_minutes, self.max_minutes, self.ckpt_every = ckpt_minutes, max_minutes, ckpt_every
-        self.start = self.step = step
-        self.rngs = None
+        self.start = self.step = step()
+        self.rngs = None  # the snapshot after the last whole step (None before the first)
+        self.saved_at = None  # the step after_step last checkpointed
         self.guard = InterruptGuard()
         self.t0 = self.t_ckpt = time.time()
 
@@ -355,11 +415,18 @@ class LoopControl:
         if exc is not None:
             save_on_exit(lambda: self.save(self.rngs), self.step > self.start, self.guard, exc,
                          self.log, self.ckpt, self.step)
+        elif self.saved_at is None or self.saved_at != self.step:
+            self.save()  # the end of the loop (not again when after_step has just saved)
         return False
 
+    @contextmanager
     def commit(self):
-        """See :meth:`InterruptGuard.commit`."""
-        return self.guard.commit()
+        """A block that commits one step (see :meth:`InterruptGuard.commit`); at its end the
+        step count and the random-state snapshot are recorded, before a deferred Ctrl-C
+        is raised."""
+        with self.guard.commit():
+            yield
+            self.step, self.rngs = self._step(), self._rng_state()
 
     def after_step(self, step: int) -> bool:
         """After a whole step: checkpoint when one is due; True (and a log line) when the
@@ -367,6 +434,7 @@ class LoopControl:
         if ((self.ckpt_every and step % self.ckpt_every == 0)
                 or time.time() - self.t_ckpt > self.ckpt_minutes * 60):
             self.save()
+            self.saved_at = step
             self.t_ckpt = time.time()
         if self.max_minutes and time.time() - self.t0 > self.max_minutes * 60:
             self.log(f"time limit reached at step {step}")

@@ -187,7 +187,8 @@ def train(cfg: HsivarTrainConfig, resume: bool = False, scenes: list[np.ndarray]
           log=print) -> dict:
     """Run (or resume) one stage; returns the last log record (with validation if any)."""
     from hsirestore.registry import get_spec
-    from hsirestore.training.common import check_config, check_run_folder, check_task
+    from hsirestore.training.common import (check_config, check_run_folder, check_task,
+                                            require_stage2_start)
 
     if cfg.stage not in (1, 2):
         raise OptionError(f"--stage must be 1 or 2; got {cfg.stage}")
@@ -199,6 +200,8 @@ def train(cfg: HsivarTrainConfig, resume: bool = False, scenes: list[np.ndarray]
     if cfg.patch % mult:
         raise OptionError(f"--patch must be a multiple of {mult} for {cfg.preset}")
     check_run_folder(_stage_dir(cfg) / "last.pt", resume)
+    if cfg.stage == 2 and not resume:  # the file stage 2 starts from, before any work
+        require_stage2_start(cfg.init, Path(cfg.out) / "stage1" / "last.pt")
     threads_before = torch.get_num_threads()
     torch.set_num_threads(cfg.threads or max(1, min(8, (os.cpu_count() or 2) - 1)))
     try:
@@ -213,14 +216,14 @@ def _init_stage2(model, init: Path, cfg, log) -> None:
     model; its E_cond is kept). Weights exported before the ``residual`` option (their
     config has no such key) restored non-residually: for a residual model the decoder's
     output conv is zeroed, so training starts from the identity LQ -> LQ."""
-    from hsirestore.training.common import (checkpoint_preset, load_checkpoint, load_weights,
-                                            weights_preset)
+    from hsirestore.training.common import (checkpoint_preset, init_steps, load_checkpoint,
+                                            load_weights)
 
     if init.suffix == ".safetensors":
-        from hsirestore.weights import load_state_dict, recorded_steps
+        from hsirestore.weights import load_state_dict, recorded_model
 
         state, meta = load_state_dict(init)
-        load_weights(model, state, init, cfg.preset, holds=weights_preset(meta))
+        load_weights(model, state, init, cfg.preset, holds=recorded_model(state, meta)[0])
         was_residual = bool((meta.get("config") or {}).get("residual", False))
         if was_residual and not model.residual:
             raise ModelError(f"{init} is a residual model; train it with the same "
@@ -229,7 +232,7 @@ def _init_stage2(model, init: Path, cfg, log) -> None:
             torch.nn.init.zeros_(model.decoder.conv_out.weight)
             torch.nn.init.zeros_(model.decoder.conv_out.bias)
             log("decoder output conv zeroed (non-residual weights -> residual model)")
-        cfg.init_steps = recorded_steps(init)
+        cfg.init_steps = init_steps(init, meta)
         log(f"stage 2 continues from {init} ({cfg.init_steps} steps)")
         return
     ck = load_checkpoint(init)
@@ -254,11 +257,8 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
         cfg.model_overrides = resume_overrides(ckpt_path, cfg.preset, run_cfg.get("model_overrides"),
                                                cfg.model_overrides, log=log)
     model = build_model(cfg.preset, **cfg.model_overrides)
-    if cfg.stage == 2 and ck is None:
+    if cfg.stage == 2 and ck is None:  # (train() has checked that the file exists)
         init = Path(cfg.init) if cfg.init else Path(cfg.out) / "stage1" / "last.pt"
-        if not init.exists():
-            raise OptionError(f"stage 2 needs a stage-1 checkpoint: {init} not found "
-                              "(run --stage 1 first or pass --init-weights FILE)")
         _init_stage2(model, init, cfg, log)
     from hsirestore.inference.device import resolve_device
 
@@ -279,7 +279,7 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
     if val_scenes is None and cfg.val_every:
         try:
             val_scenes = load_scenes(data_dir, "val")
-        except OptionError:
+        except FormatError:  # no val split: train without validation
             val_scenes = []
     data = HsiPatches(scenes, cfg.patch, cfg.seed + 1000 * cfg.stage)
     usage = model.quantizer.usage  # code use since the last dead-code restart (stage 1)
@@ -315,14 +315,15 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
 
     sums: dict[str, float] = {}
     count = 0
-    ctl = LoopControl(checkpoint, ckpt_path, log, step, cfg.ckpt_minutes, cfg.max_minutes)
+    ctl = LoopControl(checkpoint, ckpt_path, log, lambda: step, rng_state, cfg.ckpt_minutes,
+                      cfg.max_minutes)
     model.train()
     if cfg.stage == 2:
         model.encoder.eval()
         model.quantizer.eval()
-    with ctl, open(out / "log.jsonl", "a") as logf:  # Ctrl-C, errors: checkpoint, re-raise
+    # leaving the loop: a checkpoint (on Ctrl-C or an error: of the last whole step, re-raised)
+    with ctl, open(out / "log.jsonl", "a") as logf:
         while step < cfg.steps:
-            ctl.rngs = rng_state()
             if cfg.stage == 1:
                 x = torch.from_numpy(data.clean(cfg.batch_size)).to(dev)
                 rec, vq, _ = model.autoencode(x)
@@ -364,7 +365,6 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
                     with torch.no_grad():
                         f, _ = model.encoder(x)
                     parts["restarted"] = model.quantizer.restart_dead_codes(f)
-                ctl.step, ctl.rngs = step, rng_state()
             for k, v in {"loss": loss.item(), **parts}.items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
@@ -383,7 +383,6 @@ def _train(cfg, resume, scenes, val_scenes, data_dir, log) -> dict:
                 log(json.dumps(last))
             if ctl.after_step(step):  # checkpoint when due; True at the time limit
                 break
-    checkpoint()
     return last
 
 

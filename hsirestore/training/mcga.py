@@ -198,7 +198,8 @@ class Trainer:
         from hsirestore.registry import build_model, get_spec
         from hsirestore.training.common import (check_config, check_resume_preset,
                                                 check_run_folder, check_task, checkpoint_preset,
-                                                load_checkpoint, load_weights, weights_preset)
+                                                init_steps, load_checkpoint, load_weights,
+                                                require_stage2_start)
 
         if cfg.stage not in (1, 2):
             raise OptionError(f"--stage must be 1 or 2; got {cfg.stage}")
@@ -210,8 +211,6 @@ class Trainer:
         self.cfg, self.out, self.spec = cfg, Path(out), spec
         if cfg.init_weights and cfg.stage != 2:
             raise OptionError("--init-weights is for stage 2 (GANet fine-tuning)")
-        if cfg.init_weights and not Path(cfg.init_weights).is_file():
-            raise OptionError(f"--init-weights {cfg.init_weights}: file not found")
         if cfg.w_consistency < 0:
             raise OptionError(f"--w-consistency must be >= 0; got {cfg.w_consistency}")
         if cfg.w_consistency and cfg.stage != 2:
@@ -220,9 +219,10 @@ class Trainer:
             raise OptionError(f"--w-mrae must be >= 0; got {cfg.w_mrae}")
         if cfg.w_mrae and cfg.stage != 2:
             raise OptionError("--w-mrae is a stage-2 loss")
-        if cfg.stage == 2 and not cfg.init_weights and not (self.out / "stage1.pt").exists():
-            raise ModelError(f"stage 2 needs the stage-1 checkpoint {self.out / 'stage1.pt'}; "
-                             "run --stage 1 first (or pass --init-weights)")
+        # the file stage 2 starts from: --init-weights or OUT/stage1.pt (loaded even to resume)
+        start = None
+        if cfg.stage == 2:
+            start = require_stage2_start(cfg.init_weights, self.out / "stage1.pt")
         check_run_folder(self.out / f"stage{cfg.stage}.pt", resume)
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads or max(1, min(8, (os.cpu_count() or 2) - 1)))
@@ -253,18 +253,15 @@ class Trainer:
         self.step = 0
         if cfg.stage == 2:
             if cfg.init_weights:  # fine-tune a whole model (frozen stage 1, GANet continues)
-                from hsirestore.weights import load_state_dict, recorded_steps
+                from hsirestore.weights import load_state_dict, recorded_model
 
-                state, meta = load_state_dict(cfg.init_weights)
-                load_weights(self.model, state, cfg.init_weights, cfg.preset,
-                             holds=weights_preset(meta))
-                cfg.init_steps = recorded_steps(cfg.init_weights)
+                state, meta = load_state_dict(start)
+                load_weights(self.model, state, start, cfg.preset,
+                             holds=recorded_model(state, meta)[0])
+                cfg.init_steps = init_steps(start, meta)
             else:
-                s1 = self.out / "stage1.pt"
-                if not s1.exists():
-                    raise ModelError(f"stage 2 needs the stage-1 checkpoint {s1}; run --stage 1 first")
-                ck = load_checkpoint(s1)
-                load_weights(self.model, ck["model"], s1, cfg.preset, holds=checkpoint_preset(ck))
+                ck = load_checkpoint(start)
+                load_weights(self.model, ck["model"], start, cfg.preset, holds=checkpoint_preset(ck))
             self.model.freeze_stage1()
             params = [p for p in self.model.stage2_parameters()]
         else:
@@ -335,7 +332,6 @@ class Trainer:
                         restarted += vqm.restart_entries(s, i, ~used)
                         self.usage[(s, i)] = torch.zeros_like(used)
             self.step += 1
-            self._ctl.step, self._ctl.rngs = self.step, self._rng_state()
         return {"loss": float(loss.detach()), "vq": float(vq.detach()), "source": source, "restarted": restarted}
 
     def _stage2_step(self) -> dict:
@@ -357,7 +353,6 @@ class Trainer:
         with self._ctl.commit():  # Ctrl-C waits until the step is whole
             self.opt.step()
             self.step += 1
-            self._ctl.step, self._ctl.rngs = self.step, self._rng_state()
         return {"loss": float(loss.detach())}
 
     def _rng_state(self) -> dict:
@@ -397,11 +392,11 @@ class Trainer:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         losses = []
-        ctl = self._ctl = LoopControl(self.save, self.ckpt, echo, self.step, cfg.ckpt_minutes,
-                                      cfg.max_minutes, cfg.ckpt_every)
-        with ctl, open(self.out / "log.jsonl", "a") as log:  # Ctrl-C, errors: checkpoint, re-raise
+        ctl = self._ctl = LoopControl(self.save, self.ckpt, echo, lambda: self.step, self._rng_state,
+                                      cfg.ckpt_minutes, cfg.max_minutes, cfg.ckpt_every)
+        # leaving the loop: a checkpoint (on Ctrl-C or an error: of the last whole step, re-raised)
+        with ctl, open(self.out / "log.jsonl", "a") as log:
             while self.step < cfg.steps:
-                ctl.rngs = self._rng_state()
                 for g in self.opt.param_groups:
                     g["lr"] = _lr_at(self.step, cfg)
                 rec = self._stage1_step() if cfg.stage == 1 else self._stage2_step()
@@ -416,7 +411,6 @@ class Trainer:
                     echo(json.dumps(line))
                 if ctl.after_step(self.step):  # checkpoint when due; True at the time limit
                     break
-        self.save()
         result = {"stage": cfg.stage, "step": self.step, "checkpoint": str(self.ckpt),
                   "loss_first": losses[0] if losses else None,
                   "loss_last": float(np.mean(losses[-10:])) if losses else None}
