@@ -148,3 +148,19 @@ def test_auto_does_not_call_a_cube_clean_when_its_sample_is_mostly_invalid():
     x[:, 4:60, 4:60] = np.nan  # 23 % of the sample valid
     names, info = auto_degradation(x)
     assert names == [] and info["degradation"] == "generic"
+
+
+def test_compare_cubes_is_what_evaluate_reports():
+    """The evaluate rules are a library function: Python callers get the command's numbers."""
+    from hsirestore.metrics import compare_cubes
+
+    rng = np.random.default_rng(2)
+    ref = rng.uniform(0.2, 0.8, (4, 10, 10)).astype(np.float32)
+    holey = ref.copy()
+    holey[1, 3, 3] = -9999
+    pred = ref + 0.01
+    m, notes = compare_cubes(Cube(pred), Cube(holey, nodata=-9999))
+    assert m["valid_pixels"] == 99 and m["rmse"] == pytest.approx(0.01, rel=1e-3)
+    assert any("missing value" in n for n in notes)
+    with pytest.raises(Exception, match="differ in shape"):
+        compare_cubes(Cube(pred[:, :5]), Cube(ref))

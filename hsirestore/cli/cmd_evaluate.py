@@ -60,11 +60,11 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    from hsirestore.errors import InvalidValueError, OptionError, ShapeError
+    from hsirestore.errors import OptionError
     from hsirestore.io import read_cube
     from hsirestore.cli.common import refuse_overwriting_inputs
     from hsirestore.io.atomic import check_writable
-    from hsirestore.metrics import compute_metrics, report_paths, write_report
+    from hsirestore.metrics import compare_cubes, report_paths, write_report
     from hsirestore.metrics.report import SUMMARY
 
     if not (np.isfinite(data_range) and data_range > 0):
@@ -77,51 +77,7 @@ def evaluate(
     check_writable(report_paths(output), force)
     layout = check_layout(layout)
     p, r = read_cube(pred, var=var, layout=layout), read_cube(ref, var=var, layout=layout)
-    if p.shape != r.shape:
-        raise ShapeError(f"prediction {'x'.join(map(str, p.shape))} and reference "
-                         f"{'x'.join(map(str, r.shape))} (bands x rows x cols) differ in shape")
-    notes = []
-    from hsirestore.physics.rgb import wavelengths_nm
-
-    if (p.wavelengths is not None and r.wavelengths is not None
-            and not np.allclose(wavelengths_nm(p.wavelengths, p.wavelength_units),
-                                wavelengths_nm(r.wavelengths, r.wavelength_units),
-                                rtol=1e-3, atol=0.5)):
-        notes.append("the two cubes have different wavelengths; bands are compared by index")
-    from hsirestore.inference.normalize import missing_entries
-
-    valid = None
-    for v in (p.valid, r.valid):
-        if v is not None:
-            valid = v.copy() if valid is None else (valid & v)
-    # single values equal to nodata in otherwise valid pixels are missing values, not data:
-    # leave those pixels out too (one -9999 would dominate RMSE, global PSNR and ERGAS)
-    holes = np.zeros(p.shape[1:], bool)
-    for c in (p, r):
-        miss = missing_entries(c.data, c.nodata)
-        if miss is not None:
-            holes |= miss.any(axis=0)
-    if valid is not None:
-        holes &= valid
-    if holes.any():
-        valid = ~holes if valid is None else (valid & ~holes)
-        notes.append(f"{int(holes.sum())} pixel(s) with a missing value (nodata in some bands) "
-                     "left out")
-    if valid is not None and not valid.any():
-        raise InvalidValueError("no pixel is valid in both cubes")
-    ref_vals = r.data if valid is None else r.data[:, valid]
-    top = float(np.max(ref_vals)) if ref_vals.size else 0.0
-    if top > 1.5 * data_range:
-        notes.append(f"reference values reach {top:g}, above --data-range {data_range:g}; "
-                     "PSNR/SSIM assume that peak")
-    pred_vals = p.data if valid is None else p.data[:, valid]
-    pm, rm = float(np.mean(np.abs(pred_vals))), float(np.mean(np.abs(ref_vals)))
-    if min(pm, rm) > 0 and max(pm, rm) / min(pm, rm) > 10:
-        notes.append(f"the two cubes differ in scale (mean |value| {pm:g} vs {rm:g} in the "
-                     "reference): bring them to the same units first (e.g. reflectance x 10000 "
-                     "vs [0, 1])")
-    m = compute_metrics(p.data, r.data, valid=valid, data_range=data_range,
-                        ergas_ratio=ergas_ratio)
+    m, notes = compare_cubes(p, r, data_range=data_range, ergas_ratio=ergas_ratio)
     wl = r.wavelengths if r.wavelengths is not None else p.wavelengths
     extra = {"prediction": str(pred), "reference": str(ref)}
     if notes:
