@@ -169,14 +169,14 @@ def test_render_rgb_cameras_and_errors(scene, tmp_path):
     r = runner.invoke(app, ["render-rgb", str(d / "ref.h5"), str(d / "a.png")])
     assert r.exit_code == 0, r.output
     img = read_rgb(d / "a.png")
-    assert img.shape == (3, 24, 20) and img.source_dtype == "uint8"
+    assert img.shape == (3, 24, 20) and img.attrs["stored_dtype"] == "uint8"
     cam = tmp_path / "cam.csv"
     cam.write_text("#Camera: test\n400,0.1,0.1,0.9\n550,0.1,1.0,0.1\n700,0.9,0.1,0.0\n")
     r = runner.invoke(app, ["render-rgb", str(d / "ref.h5"), str(d / "b.tif"), "--camera", str(cam),
                             "--bits", "16", "--gamma"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["camera"] == str(cam)
-    assert read_rgb(d / "b.tif").source_dtype == "uint16"
+    assert read_rgb(d / "b.tif").attrs["stored_dtype"] == "uint16"
     # a white cube renders to white with the built-in (white balanced) response
     write_cube(Cube(np.ones((31, 4, 4), np.float32), wavelengths=WL), d / "white.h5")
     assert runner.invoke(app, ["render-rgb", str(d / "white.h5"), str(d / "w.png")]).exit_code == 0

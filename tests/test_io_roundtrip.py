@@ -218,11 +218,11 @@ def test_rgb_8_and_16_bit(tmp_path):
     rgb = np.random.default_rng(0).random((3, 5, 6)).astype(np.float32)
     write_rgb(rgb, tmp_path / "a.png", bits=16)
     c = read_rgb(tmp_path / "a.png")
-    assert c.source_dtype == "uint16" and c.shape == (3, 5, 6)
+    assert c.attrs["stored_dtype"] == "uint16" and c.shape == (3, 5, 6)
     np.testing.assert_allclose(c.data, np.round(rgb * 65535) / 65535, atol=1e-6)
     write_rgb(rgb, tmp_path / "b.png")
     c8 = read_rgb(tmp_path / "b.png")
-    assert c8.source_dtype == "uint8"
+    assert c8.attrs["stored_dtype"] == "uint8" and c8.source_dtype == "float32"
     np.testing.assert_allclose(c8.data, rgb, atol=1 / 255)
 
 

@@ -75,7 +75,8 @@ def test_render_rgb_cli(pair):
     r = runner.invoke(app, ["render-rgb", str(pair / "ref.h5"), str(pair / "rgb.png"), "--bits", "16"])
     assert r.exit_code == 0, r.output
     rgb = read_rgb(pair / "rgb.png")
-    assert rgb.shape == (3, 16, 16) and rgb.source_dtype == "uint16"
+    assert rgb.shape == (3, 16, 16) and rgb.attrs["stored_dtype"] == "uint16"
+    assert rgb.source_dtype == "float32" and rgb.attrs["scale"] == pytest.approx(1 / 65535)
     write_cube(Cube(np.ones((5, 4, 4), np.float32)), pair / "nowl.h5")
     r = runner.invoke(app, ["render-rgb", str(pair / "nowl.h5"), str(pair / "x.png")])
     assert r.exit_code == 1 and "no wavelengths" in r.stderr

@@ -42,10 +42,7 @@ def degrade_cube(cube: Cube, spec: str | Degradation, seed=0, scaling: str = "au
     if bad.all():
         raise InvalidValueError(f"{name + ': ' if name else ''}no valid pixel (every pixel is "
                                 "NaN or nodata)")
-    # RGB images are read already divided by 255 / 65535 (values in [0, 1]): scale them as
-    # the floats they now are, not as 8-bit counts (that divided by 255 twice)
-    prescaled = "bits" in cube.attrs
-    norm = fit_scaling(cube, scaling, "float32" if prescaled else cube.source_dtype)
+    norm = fit_scaling(cube, scaling, cube.source_dtype)
     x = norm.to_model(cube.data)
     # nodata must not leak into valid pixels through blurs and resampling: degrade a copy
     # whose holes are filled (single nodata values from the pixel's other bands, invalid

@@ -138,13 +138,12 @@ def writable_dtype(fmt: str, dtype: str | None) -> str | None:
 
 def counts_dtype(meta, sample) -> str | None:
     """The integer type of the input's counts, or None: the source dtype of ``meta`` (a Cube
-    or a source's meta) when it is an integer type, the values were read as stored (not
-    divided by 255/65535 as RGB images are) and ``sample`` ((bands, h, w) values as read) holds
-    whole numbers only."""
-    attrs = getattr(meta, "attrs", None) or {}
+    or a source's meta) when it is an integer type (readers that apply a scale, RGB images
+    included, report float32) and ``sample`` ((bands, h, w) values as read) holds whole
+    numbers only."""
     source_dtype = getattr(meta, "source_dtype", None)
-    if not source_dtype or "bits" in attrs or np.dtype(source_dtype).kind not in "ui":
-        return None  # ("bits": RGB images are read as values / 255 or / 65535)
+    if not source_dtype or np.dtype(source_dtype).kind not in "ui":
+        return None
     v = np.asarray(sample, np.float64)
     v = v[np.isfinite(v)]
     return source_dtype if v.size and np.array_equal(v, np.round(v)) else None

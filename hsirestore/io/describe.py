@@ -99,10 +99,9 @@ def _read_as(m) -> str | None:
     reader applied one (e.g. "float32 (stored int16, band scales applied)")."""
     attrs = m.attrs or {}
     if attrs.get("stored_dtype"):
-        how = "band scales applied" if "band_scales" in attrs else "scale applied"
+        how = "band scales applied" if "band_scales" in attrs else (
+            f"x {attrs['scale']:.6g}" if isinstance(attrs.get("scale"), (int, float)) else "scale applied")
         return f"{m.source_dtype} (stored {attrs['stored_dtype']}, {how})"
-    if "bits" in attrs and m.source_dtype in ("uint8", "uint16"):
-        return f"{m.source_dtype} (read as values / {np.iinfo(m.source_dtype).max})"
     return m.source_dtype
 
 

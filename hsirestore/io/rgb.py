@@ -43,7 +43,9 @@ def _apply_orientation(img: np.ndarray, o: int) -> np.ndarray:
 
 
 def read_rgb(path) -> Cube:
-    """Cube (3, H, W) float32 in [0, 1]; source_dtype uint8 or uint16."""
+    """Cube (3, H, W) float32 in [0, 1]: the stored 8/16-bit values divided by 255 / 65535,
+    so, like other readers that apply a scale, ``source_dtype`` is "float32" and
+    ``attrs["stored_dtype"]`` the file's type ("uint8", "uint16"; floats as they are)."""
     path = Path(path)
     if not path.exists():
         raise FormatError(f"{path}: file not found")
@@ -85,8 +87,10 @@ def read_rgb(path) -> Cube:
         raise FormatError(f"{path}: unsupported pixel type {img.dtype}")
     img = _apply_orientation(img, _orientation(path))
     data = np.moveaxis(img.astype(np.float32) / np.float32(scale), -1, 0)
-    return Cube(data, band_names=["R", "G", "B"], source_dtype=img.dtype.name,
-                attrs={"bits": {255.0: 8, 65535.0: 16}.get(scale, 32)})
+    attrs = {"bits": {255.0: 8, 65535.0: 16}.get(scale, 32)}
+    if scale != 1.0:
+        attrs.update(stored_dtype=img.dtype.name, scale=1.0 / scale)
+    return Cube(data, band_names=["R", "G", "B"], source_dtype="float32", attrs=attrs)
 
 
 #: the largest photo read (pixels); a small file can decode to gigabytes (decompression bomb)
