@@ -58,6 +58,26 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture
+def cassi_files(tmp_path) -> Path:
+    """A small CASSI case in tmp_path: truth.h5 (8 bands, 16x24, wavelengths 450-650 nm),
+    mask.mat (``mask``, binary 16x24) and meas.mat (``meas_real``, its step-2 snapshot)."""
+    import numpy as np
+    import scipy.io
+
+    from hsirestore.io import Cube, write_cube
+    from hsirestore.physics.cassi import cassi_forward
+
+    rng = np.random.default_rng(0)
+    x = np.full((8, 16, 24), 0.2, np.float32)
+    x[:, 4:12, 6:18] = np.linspace(0.3, 0.9, 8, dtype=np.float32)[:, None, None]
+    mask = (rng.random((16, 24)) > 0.5).astype(np.float32)
+    write_cube(Cube(x, wavelengths=np.linspace(450, 650, 8)), tmp_path / "truth.h5")
+    scipy.io.savemat(tmp_path / "mask.mat", {"mask": mask})
+    scipy.io.savemat(tmp_path / "meas.mat", {"meas_real": cassi_forward(x, mask, 2)})
+    return tmp_path
+
+
 def _write_fake_cassi_data(root: Path, sim: int = 256, real: int = 40, val: int = 1) -> Path:
     """CAVE-like HDF5 scenes (2 train, ``val`` val; 31 x 48 x 48 uint16 with ``scale``) and
     CASSI masks (``sim`` x ``sim`` simulation, ``real`` x ``real`` real-system), generated

@@ -6,22 +6,15 @@ import scipy.io
 from typer.testing import CliRunner
 
 from hsirestore.cli import app
-from hsirestore.io import Cube, read_cube, write_cube
+from hsirestore.io import read_cube
 from hsirestore.physics.cassi import cassi_forward
 
 B = 8
 
 
 @pytest.fixture
-def files(tmp_path):
-    rng = np.random.default_rng(0)
-    x = np.full((B, 16, 24), 0.2, np.float32)
-    x[:, 4:12, 6:18] = np.linspace(0.3, 0.9, B, dtype=np.float32)[:, None, None]
-    mask = (rng.random((16, 24)) > 0.5).astype(np.float32)
-    write_cube(Cube(x, wavelengths=np.linspace(450, 650, B)), tmp_path / "truth.h5")
-    scipy.io.savemat(tmp_path / "mask.mat", {"mask": mask})
-    scipy.io.savemat(tmp_path / "meas.mat", {"meas_real": cassi_forward(x, mask, 2)})
-    return tmp_path
+def files(cassi_files):
+    return cassi_files
 
 
 def _run(*args):

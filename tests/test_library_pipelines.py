@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-import scipy.io
 from typer.testing import CliRunner
 
 from hsirestore.cli import app
@@ -150,18 +149,6 @@ def test_denoise_format_names_folder_outputs(tmp_path, hsivar_tiny_weights):
 
 
 # ------------------------------------------------------------------ CASSI
-@pytest.fixture
-def cassi_files(tmp_path):
-    from hsirestore.physics.cassi import cassi_forward
-
-    rng = np.random.default_rng(0)
-    x = np.full((B, 16, 24), 0.2, np.float32)
-    x[:, 4:12, 6:18] = np.linspace(0.3, 0.9, B, dtype=np.float32)[:, None, None]
-    mask = (rng.random((16, 24)) > 0.5).astype(np.float32)
-    write_cube(Cube(x, wavelengths=np.linspace(450, 650, B)), tmp_path / "truth.h5")
-    scipy.io.savemat(tmp_path / "mask.mat", {"mask": mask})
-    scipy.io.savemat(tmp_path / "meas.mat", {"meas": cassi_forward(x, mask, 2)})
-    return tmp_path
 
 
 def test_simulate_measurement_reproduces_the_command(cassi_files):
